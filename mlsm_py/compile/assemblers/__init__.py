@@ -1,0 +1,154 @@
+"""Estimator -> AST. An explicit registry: no autodiscovery, and anything not listed is refused
+with the list of what is supported."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lightgbm import LGBMClassifier, LGBMRegressor
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from mlsm_py.compile import ast
+from mlsm_py.compile.assemblers import lightgbm as lgbm
+from mlsm_py.compile.assemblers import linear, preprocessing, sklearn_trees
+from mlsm_py.errors import UnsupportedError
+
+Columns = list[tuple[str, ast.Expr]]
+
+# Transformers map the columns they receive to the columns they produce.
+TRANSFORMERS: dict[type, Callable[[Any, Columns], Columns]] = {
+    FunctionTransformer: preprocessing.function_transformer,
+    SimpleImputer: preprocessing.simple_imputer,
+    StandardScaler: preprocessing.standard_scaler,
+    OneHotEncoder: preprocessing.one_hot_encoder,
+}
+
+# Final estimators map their input columns to one score expression.
+ESTIMATORS: dict[type, Callable[[Any, list[ast.Expr]], ast.Expr]] = {
+    LogisticRegression: linear.logistic_regression,
+    LinearRegression: linear.linear_regressor,
+    Ridge: linear.linear_regressor,
+    Lasso: linear.linear_regressor,
+    ElasticNet: linear.linear_regressor,
+    DecisionTreeClassifier: sklearn_trees.tree_classifier,
+    DecisionTreeRegressor: sklearn_trees.tree_regressor,
+    RandomForestClassifier: sklearn_trees.forest_classifier,
+    RandomForestRegressor: sklearn_trees.forest_regressor,
+    ExtraTreesClassifier: sklearn_trees.forest_classifier,
+    ExtraTreesRegressor: sklearn_trees.forest_regressor,
+    LGBMClassifier: lgbm.classifier,
+    LGBMRegressor: lgbm.regressor,
+}
+
+
+def supported() -> list[str]:
+    names = {t.__name__ for t in (*TRANSFORMERS, *ESTIMATORS)}
+    return sorted(names | {"Pipeline", "ColumnTransformer"})
+
+
+def _unsupported(step: object, where: str) -> UnsupportedError:
+    return UnsupportedError(
+        f"not supported: {type(step).__name__} ({where}); supported: {', '.join(supported())}"
+    )
+
+
+@dataclass(frozen=True)
+class Assembled:
+    """A fitted estimator as an AST over named input columns."""
+
+    inputs: tuple[str, ...]
+    score: ast.Expr
+    task: str  # "classifier" (score = positive-class probability) or "regressor"
+
+
+def assemble(estimator: Any) -> Assembled:
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is None:
+        raise UnsupportedError(
+            f"{type(estimator).__name__} was fitted without column names; fit it on a pandas "
+            "DataFrame so the compiled SQL can read input columns by name (feature_names_in_)"
+        )
+    cols: Columns = [(str(n), ast.ColumnRef(str(n))) for n in names]
+    if isinstance(estimator, Pipeline):
+        steps = [s for _, s in estimator.steps if s not in (None, "passthrough")]
+        for step in steps[:-1]:
+            cols = transform(step, cols, "pipeline step")
+        final = steps[-1]
+        # A derived input (scaled, imputed, one-hot) is computed once as a column and then read
+        # by every tree or term that needs it.
+        cols = [(n, e if isinstance(e, ast.ColumnRef) else ast.IdExpr(e, True)) for n, e in cols]
+    else:
+        final = estimator
+    fn = ESTIMATORS.get(type(final))
+    if fn is None:
+        raise _unsupported(final, "final estimator")
+    score = fn(final, [e for _, e in cols])
+    task = "classifier" if hasattr(final, "classes_") else "regressor"
+    return Assembled(tuple(str(n) for n in names), score, task)
+
+
+def transform(step: Any, cols: Columns, where: str) -> Columns:
+    if isinstance(step, Pipeline):
+        for _, sub in step.steps:
+            if sub not in (None, "passthrough"):
+                cols = transform(sub, cols, "pipeline step")
+        return cols
+    if isinstance(step, ColumnTransformer):
+        return _column_transformer(step, cols)
+    fn = TRANSFORMERS.get(type(step))
+    if fn is None:
+        raise _unsupported(step, where)
+    return fn(step, cols)
+
+
+def _column_transformer(ct: ColumnTransformer, cols: Columns) -> Columns:
+    by_name = {n: i for i, (n, _) in enumerate(cols)}
+    out: Columns = []
+    for name, trans, selection in ct.transformers_:
+        picked = [cols[i] for i in _select(selection, by_name, len(cols), name)]
+        if isinstance(trans, str):
+            if trans == "drop":
+                continue
+            if trans == "passthrough":
+                out.extend(picked)
+                continue
+        if not picked:
+            continue
+        out.extend(transform(trans, picked, f"ColumnTransformer step {name!r}"))
+    return out
+
+
+def _select(selection: Any, by_name: dict[str, int], n: int, step: str) -> list[int]:
+    if isinstance(selection, str):
+        selection = [selection]
+    if isinstance(selection, slice):
+        return list(range(n))[selection]
+    items = list(selection)
+    if all(isinstance(s, str) for s in items):
+        missing = [s for s in items if s not in by_name]
+        if missing:
+            raise UnsupportedError(
+                f"ColumnTransformer step {step!r} selects columns {missing} that the input lacks"
+            )
+        return [by_name[s] for s in items]
+    if all(isinstance(s, bool) or type(s).__name__ == "bool_" for s in items):
+        return [i for i, keep in enumerate(items) if keep]
+    if all(hasattr(s, "__index__") for s in items):
+        return [int(s) for s in items]
+    raise UnsupportedError(
+        f"ColumnTransformer step {step!r}: column selection {selection!r} is not supported; "
+        "select columns by name, position or boolean mask"
+    )

@@ -1,0 +1,191 @@
+"""AST nodes. m2cgen's numeric nodes are reused as they are; the nodes below add what a warehouse
+needs and m2cgen lacks: columns by name with a declared SQL type, NULL tests, string equality and
+boolean OR (for LightGBM's "zero or missing" routing)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from m2cgen import ast as m2
+
+# Re-exported so assemblers import every node type from one place.
+BinNumExpr = m2.BinNumExpr
+BinNumOpType = m2.BinNumOpType
+CompExpr = m2.CompExpr
+CompOpType = m2.CompOpType
+ExpExpr = m2.ExpExpr
+Expr = m2.Expr
+IdExpr = m2.IdExpr
+IfExpr = m2.IfExpr
+NumVal = m2.NumVal
+BoolExpr = m2.BoolExpr
+AbsExpr = m2.AbsExpr
+
+ColumnType = Literal["double", "string"]
+
+
+class ColumnRef(m2.Expr):
+    """An input column by name. `sql_type` is None until a consumer declares how it reads it."""
+
+    output_size = 1
+
+    def __init__(self, name: str, sql_type: ColumnType | None = None):
+        self.name = name
+        self.sql_type = sql_type
+
+    def __str__(self) -> str:
+        return f"ColumnRef({self.name!r},{self.sql_type})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is ColumnRef and self.name == other.name and self.sql_type == other.sql_type
+        )
+
+    def __hash__(self) -> int:
+        return hash((ColumnRef, self.name, self.sql_type))
+
+
+class StrVal(m2.Expr):
+    """A string literal (a category level)."""
+
+    output_size = 1
+
+    def __init__(self, value: str):
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is StrVal and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash((StrVal, self.value))
+
+
+class IsNullExpr(m2.BoolExpr):
+    """True when the value is missing (NULL; NaN inputs are normalised to NULL on the way in)."""
+
+    output_size = 1
+
+    def __init__(self, expr: m2.Expr):
+        self.expr = expr
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is IsNullExpr and self.expr == other.expr
+
+    def __hash__(self) -> int:
+        return hash((IsNullExpr, self.expr))
+
+
+class StrEqExpr(m2.BoolExpr):
+    """String equality; NULL on either side makes it not-true, as in SQL."""
+
+    output_size = 1
+
+    def __init__(self, expr: m2.Expr, value: str):
+        self.expr = expr
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is StrEqExpr and (self.expr, self.value) == (other.expr, other.value)
+
+    def __hash__(self) -> int:
+        return hash((StrEqExpr, self.expr, self.value))
+
+
+class OrExpr(m2.BoolExpr):
+    output_size = 1
+
+    def __init__(self, left: m2.BoolExpr, right: m2.BoolExpr):
+        self.left = left
+        self.right = right
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is OrExpr and (self.left, self.right) == (other.left, other.right)
+
+    def __hash__(self) -> int:
+        return hash((OrExpr, self.left, self.right))
+
+
+class AndExpr(m2.BoolExpr):
+    output_size = 1
+
+    def __init__(self, left: m2.BoolExpr, right: m2.BoolExpr):
+        self.left = left
+        self.right = right
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is AndExpr and (self.left, self.right) == (other.left, other.right)
+
+    def __hash__(self) -> int:
+        return hash((AndExpr, self.left, self.right))
+
+
+class NotExpr(m2.BoolExpr):
+    output_size = 1
+
+    def __init__(self, expr: m2.BoolExpr):
+        self.expr = expr
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is NotExpr and self.expr == other.expr
+
+    def __hash__(self) -> int:
+        return hash((NotExpr, self.expr))
+
+
+class CoalesceExpr(m2.Expr):
+    """The value, or `default` when it is missing (SimpleImputer, LightGBM's NaN-as-zero)."""
+
+    output_size = 1
+
+    def __init__(self, expr: m2.Expr, default: m2.Expr):
+        self.expr = expr
+        self.default = default
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is CoalesceExpr and (self.expr, self.default) == (
+            other.expr,
+            other.default,
+        )
+
+    def __hash__(self) -> int:
+        return hash((CoalesceExpr, self.expr, self.default))
+
+
+class SigmoidExpr(m2.Expr):
+    """Logistic function, emitted so that it saturates to exactly 0 or 1 and never overflows."""
+
+    output_size = 1
+
+    def __init__(self, expr: m2.Expr):
+        self.expr = expr
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is SigmoidExpr and self.expr == other.expr
+
+    def __hash__(self) -> int:
+        return hash((SigmoidExpr, self.expr))
+
+
+def num(value: float) -> m2.NumVal:
+    return m2.NumVal(float(value))
+
+
+def add_all(terms: list[m2.Expr]) -> m2.Expr:
+    """Left-to-right sum, the order numpy and the tree libraries accumulate in."""
+    out = terms[0]
+    for t in terms[1:]:
+        out = m2.BinNumExpr(out, t, m2.BinNumOpType.ADD)
+    return out
+
+
+def as_double(expr: m2.Expr) -> m2.Expr:
+    """Declare that `expr` is read as a number (fixes an untyped input column to DOUBLE)."""
+    if type(expr) is ColumnRef and expr.sql_type is None:
+        return ColumnRef(expr.name, "double")
+    return expr
+
+
+def as_string(expr: m2.Expr) -> m2.Expr:
+    if type(expr) is ColumnRef and expr.sql_type is None:
+        return ColumnRef(expr.name, "string")
+    return expr

@@ -1,0 +1,309 @@
+"""AST -> one SQL SELECT, built as sqlglot expressions and rendered once per dialect.
+
+Layout (see docs/decisions/0003-sql-layout.md):
+
+    with inputs  as (select key, <each input column typed, NaN -> NULL> from <table>),
+         stage_1 as (select *, <shared sub-expressions that use only inputs> from inputs),
+         stage_2 as (select *, <shared sub-expressions that use stage_1 columns> from stage_1)
+    select key, <score> as score from stage_2
+
+Shared sub-expressions are the nodes an assembler marked `IdExpr(to_reuse=True)`: each tree of an
+ensemble, a linear margin. They become columns, so no expression is written twice and no single
+expression nests deeper than one tree.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+
+from mlsm_py.compile import ast
+from mlsm_py.compile.assemblers import Assembled
+from mlsm_py.errors import UnsupportedError
+
+REUSE_PREFIX = "__mlsm_"
+DIALECTS = ("duckdb", "postgres", "spark")
+
+# Above SIGMOID_HIGH the logistic function is exactly 1.0 in float64; below SIGMOID_LOW it is
+# under 1e-304. Saturating there keeps exp() in range on every engine (PostgreSQL raises on
+# exp() overflow and underflow, DuckDB returns inf).
+SIGMOID_HIGH = 40.0
+SIGMOID_LOW = -700.0
+
+
+@dataclass
+class _Column:
+    name: str
+    level: int
+    sql: exp.Expression
+
+
+@dataclass
+class _State:
+    reused: dict[int, _Column] = field(default_factory=dict)
+    order: list[_Column] = field(default_factory=list)
+    levels: dict[str, int] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+
+
+class SqlEmitter:
+    """Visitor from AST nodes to sqlglot expressions. Dialect differences are small overrides."""
+
+    def __init__(self, dialect: str = "duckdb"):
+        if dialect not in DIALECTS:
+            raise UnsupportedError(
+                f"dialect {dialect!r} is not supported; supported: {', '.join(DIALECTS)}"
+            )
+        self.dialect = dialect
+
+    # -- literals and types ------------------------------------------------------------------
+    def double_type(self) -> exp.DataType:
+        return exp.DataType.build("double")
+
+    def number(self, value: float) -> exp.Expression:
+        value = float(value)
+        if not math.isfinite(value):
+            text = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+            return exp.cast(exp.Literal.string(text), self.double_type())
+        # repr() is the shortest text that round-trips; the exponent makes DuckDB and Spark read
+        # a DOUBLE, not a DECIMAL (see docs/decisions/0004-double-literals.md).
+        text = repr(abs(value))
+        if "e" not in text and "inf" not in text:
+            text += "E0"
+        lit: exp.Expression = exp.Literal.number(text)
+        # sqlglot spaces binary operators, so "a - -1.5E0" never becomes a "--" comment.
+        return exp.Neg(this=lit) if math.copysign(1.0, value) < 0 else lit
+
+    # -- the statement -----------------------------------------------------------------------
+    def select(
+        self,
+        assembled: Assembled,
+        table: str | exp.Table,
+        key: str | None,
+        constants: dict[str, str | int] | None = None,
+    ) -> exp.Select:
+        """`constants` are literal columns placed after the key (model name, version, ...)."""
+        state = _State()
+        score = self._visit(assembled.score, state)
+        for name in state.inputs:
+            if name.startswith(REUSE_PREFIX):
+                raise UnsupportedError(f"input column {name!r} uses the reserved prefix")
+        if key is not None and key in state.inputs:
+            raise UnsupportedError(f"key column {key!r} is also a model input")
+        source = exp.to_table(table) if isinstance(table, str) else table
+        key_col = [self._col(key)] if key is not None else []
+        input_cols = [self._typed_input(n, t) for n, t in sorted(state.inputs.items())]
+        query = exp.select(*key_col, *input_cols).from_(source)
+        ctes: list[tuple[str, exp.Expression]] = [("inputs", query)]
+        levels = sorted({c.level for c in state.order})
+        previous = "inputs"
+        for i, level in enumerate(levels, start=1):
+            cols = [
+                exp.alias_(c.sql, exp.to_identifier(c.name, quoted=True))
+                for c in state.order
+                if c.level == level
+            ]
+            name = f"stage_{i}"
+            ctes.append((name, exp.select(exp.Star(), *cols).from_(previous)))
+            previous = name
+        consts = [
+            exp.alias_(
+                exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(int(v)),
+                exp.to_identifier(k, quoted=True),
+            )
+            for k, v in (constants or {}).items()
+        ]
+        out = exp.select(*key_col, *consts, exp.alias_(score, "score")).from_(previous)
+        for name, body in ctes:
+            out = out.with_(name, as_=body)
+        return out
+
+    def render(
+        self,
+        assembled: Assembled,
+        table: str | exp.Table,
+        key: str | None,
+        constants: dict[str, str | int] | None = None,
+    ) -> str:
+        tree = self.select(assembled, table, key, constants)
+        # Left-deep sums of many trees recurse deeply in sqlglot's generator.
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 20000))
+        try:
+            return tree.sql(dialect=self.dialect, pretty=True, normalize_functions="lower")
+        finally:
+            sys.setrecursionlimit(limit)
+
+    # -- visitor -----------------------------------------------------------------------------
+    def _col(self, name: str) -> exp.Column:
+        return exp.column(exp.to_identifier(name, quoted=True))
+
+    def _typed_input(self, name: str, sql_type: str) -> exp.Expression:
+        col = self._col(name)
+        if sql_type == "double":
+            # NaN is missing, as in scikit-learn and LightGBM: it must take the NULL route, and
+            # NaN = NaN holds on DuckDB, PostgreSQL and Spark alike.
+            nan = exp.cast(exp.Literal.string("NaN"), self.double_type())
+            typed = exp.func("nullif", exp.cast(col, self.double_type()), nan)
+        else:
+            typed = exp.cast(col, exp.DataType.build("varchar"))
+        return exp.alias_(typed, exp.to_identifier(name, quoted=True))
+
+    def _visit(self, node: ast.Expr, state: _State) -> exp.Expression:
+        method = getattr(self, f"visit_{type(node).__name__}", None)
+        if method is None:
+            raise UnsupportedError(f"the SQL emitter has no rule for AST node {type(node).__name__}")
+        return method(node, state)
+
+    def _level(self, sql: exp.Expression, state: _State) -> int:
+        # A shared column can be computed in the stage after every shared column it reads.
+        level = 0
+        for col in sql.find_all(exp.Column):
+            ref = col.name
+            if ref.startswith(REUSE_PREFIX):
+                level = max(level, state.levels[ref] + 1)
+        return level
+
+    def _share(self, node: ast.Expr, inner: ast.Expr, state: _State) -> exp.Expression:
+        got = state.reused.get(id(node))
+        if got is None:
+            sql = self._visit(inner, state)
+            name = f"{REUSE_PREFIX}{len(state.order)}"
+            got = _Column(name, self._level(sql, state), sql)
+            state.levels[name] = got.level
+            state.reused[id(node)] = got
+            state.order.append(got)
+        return self._col(got.name)
+
+    def visit_IdExpr(self, node: ast.IdExpr, state: _State) -> exp.Expression:
+        if node.to_reuse:
+            return self._share(node, node.expr, state)
+        return self._visit(node.expr, state)
+
+    def visit_ColumnRef(self, node: ast.ColumnRef, state: _State) -> exp.Expression:
+        if node.sql_type is None:
+            raise UnsupportedError(f"input column {node.name!r} is read without a declared type")
+        prev = state.inputs.setdefault(node.name, node.sql_type)
+        if prev != node.sql_type:
+            raise UnsupportedError(
+                f"input column {node.name!r} is read both as {prev} and as {node.sql_type}"
+            )
+        return self._col(node.name)
+
+    def visit_NumVal(self, node: ast.NumVal, state: _State) -> exp.Expression:
+        return self.number(float(node.value))
+
+    def visit_StrVal(self, node: ast.StrVal, state: _State) -> exp.Expression:
+        return exp.Literal.string(node.value)
+
+    _BIN = {
+        ast.BinNumOpType.ADD: exp.Add,
+        ast.BinNumOpType.SUB: exp.Sub,
+        ast.BinNumOpType.MUL: exp.Mul,
+        ast.BinNumOpType.DIV: exp.Div,
+    }
+
+    def visit_BinNumExpr(self, node: ast.BinNumExpr, state: _State) -> exp.Expression:
+        cls = self._BIN[node.op]
+        left = self._visit(node.left, state)
+        right = self._visit(node.right, state)
+        additive = (exp.Add, exp.Sub)
+        # Parentheses only where precedence or left-associativity needs them.
+        if cls in additive:
+            if isinstance(right, additive):
+                right = exp.Paren(this=right)
+        else:
+            if isinstance(left, additive):
+                left = exp.Paren(this=left)
+            if isinstance(right, (*additive, exp.Mul, exp.Div)):
+                right = exp.Paren(this=right)
+        return cls(this=left, expression=right)
+
+    _CMP = {
+        ast.CompOpType.LT: exp.LT,
+        ast.CompOpType.LTE: exp.LTE,
+        ast.CompOpType.GT: exp.GT,
+        ast.CompOpType.GTE: exp.GTE,
+        ast.CompOpType.EQ: exp.EQ,
+        ast.CompOpType.NOT_EQ: exp.NEQ,
+    }
+
+    def visit_CompExpr(self, node: ast.CompExpr, state: _State) -> exp.Expression:
+        cls = self._CMP[node.op]
+        return cls(this=self._visit(node.left, state), expression=self._visit(node.right, state))
+
+    def visit_StrEqExpr(self, node: ast.StrEqExpr, state: _State) -> exp.Expression:
+        return exp.EQ(this=self._visit(node.expr, state), expression=exp.Literal.string(node.value))
+
+    def visit_IsNullExpr(self, node: ast.IsNullExpr, state: _State) -> exp.Expression:
+        return exp.Is(this=self._visit(node.expr, state), expression=exp.Null())
+
+    def visit_OrExpr(self, node: ast.OrExpr, state: _State) -> exp.Expression:
+        return exp.Or(this=self._visit(node.left, state), expression=self._visit(node.right, state))
+
+    def visit_AndExpr(self, node: ast.AndExpr, state: _State) -> exp.Expression:
+        left, right = self._visit(node.left, state), self._visit(node.right, state)
+        left = exp.Paren(this=left) if isinstance(left, exp.Or) else left
+        right = exp.Paren(this=right) if isinstance(right, exp.Or) else right
+        return exp.And(this=left, expression=right)
+
+    def visit_NotExpr(self, node: ast.NotExpr, state: _State) -> exp.Expression:
+        return exp.Not(this=exp.Paren(this=self._visit(node.expr, state)))
+
+    def visit_AbsExpr(self, node: ast.AbsExpr, state: _State) -> exp.Expression:
+        return exp.Abs(this=self._visit(node.expr, state))
+
+    def visit_ExpExpr(self, node: ast.ExpExpr, state: _State) -> exp.Expression:
+        return exp.Exp(this=self._visit(node.expr, state))
+
+    def visit_CoalesceExpr(self, node: ast.CoalesceExpr, state: _State) -> exp.Expression:
+        return exp.Coalesce(
+            this=self._visit(node.expr, state), expressions=[self._visit(node.default, state)]
+        )
+
+    def visit_IfExpr(self, node: ast.IfExpr, state: _State) -> exp.Expression:
+        case = exp.Case()
+        cur: ast.Expr = node
+        # else-if chains become one flat CASE.
+        while isinstance(cur, ast.IfExpr):
+            case = case.when(self._visit(cur.test, state), self._visit(cur.body, state), copy=False)
+            cur = cur.orelse
+        return case.else_(self._visit(cur, state), copy=False)
+
+    def visit_SigmoidExpr(self, node: ast.SigmoidExpr, state: _State) -> exp.Expression:
+        inner = node.expr
+        # The margin is read up to four times below, so it is always a column of its own.
+        shared = inner if isinstance(inner, ast.IdExpr) and inner.to_reuse else ast.IdExpr(inner, True)
+        z = self._visit(shared, state)
+        one, zero = self.number(1.0), self.number(0.0)
+
+        def exp_(e: exp.Expression) -> exp.Expression:
+            return exp.Exp(this=e)
+
+        # 1 / (1 + e^-z) for z >= 0 and e^z / (1 + e^z) below: neither exp() can overflow.
+        pos = exp.Div(
+            this=one.copy(),
+            expression=exp.Paren(this=exp.Add(this=one.copy(), expression=exp_(exp.Neg(this=z)))),
+        )
+        neg = exp.Div(
+            this=exp_(z.copy()),
+            expression=exp.Paren(this=exp.Add(this=one.copy(), expression=exp_(z.copy()))),
+        )
+        return (
+            exp.Case()
+            .when(exp.GT(this=z.copy(), expression=self.number(SIGMOID_HIGH)), one.copy())
+            .when(exp.GTE(this=z.copy(), expression=zero.copy()), pos)
+            .when(exp.LT(this=z.copy(), expression=self.number(SIGMOID_LOW)), zero.copy())
+            .else_(neg)
+        )
+
+
+def parse_check(sql: str, dialect: str) -> None:
+    """Fail early if the rendered text does not parse back as exactly one statement."""
+    statements = sqlglot.parse(sql, read=dialect)
+    if len([s for s in statements if s is not None]) != 1:
+        raise UnsupportedError("the compiled SQL did not render as a single statement")

@@ -1,0 +1,267 @@
+"""The parity gate: run the compiled SQL in the warehouse and compare it with the library.
+
+Rows checked are the holdout rows plus adversarial rows built from the model itself: an
+all-NULL row, NaN / +-inf / extremes in every numeric input, both float64 and both float32
+neighbours of every constant a numeric input is compared with, every known level and unseen or
+hostile levels of every category input. The tests call this same function.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlsm_py.compile import ast
+from mlsm_py.compile.assemblers import Assembled, assemble
+from mlsm_py.compile.emitter import SqlEmitter
+from mlsm_py.errors import ParityError
+from mlsm_py.frames import arrow_rows, python_rows
+
+# The SQL repeats the library's float64 arithmetic except for summation order and the form of
+# the sigmoid; both move results by a few ulps (~1e-16). 1e-9 leaves room for that and nothing
+# else: a single misrouted tree node moves a score by far more. See docs/decisions/0005.
+TOLERANCE = 1e-9
+
+ROW_KEY = "__mlsm_row"
+PARITY_TABLE = "__mlsm_parity_rows"
+EXTREMES = [0.0, -0.0, 1e-320, -1e-320, 1e12, -1e12, 3.4e38, -3.4e38, 1e300, -1e300]
+NON_FINITE = [math.nan, math.inf, -math.inf]
+HOSTILE_LEVELS = [
+    "__mlsm_unseen__",
+    "",
+    " ",
+    "O'Reilly; drop table x; --",
+    '{{ env_var("HOME") }}',
+    "{% raw %}{% endraw %}",
+    "line\nbreak",
+    "Zürich ✓",
+]
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    rows_checked: int
+    rows_refused_by_estimator: int
+    max_abs_diff: float
+    worst_row: dict
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+
+def input_types(assembled: Assembled) -> dict[str, str]:
+    """Each input column with the SQL type the compiled model reads it as."""
+    types: dict[str, str] = {}
+    for node in _walk(assembled.score):
+        if isinstance(node, ast.ColumnRef) and node.sql_type is not None:
+            types[node.name] = node.sql_type
+    # Inputs the model never reads still have to be present for the library's predict.
+    return {n: types.get(n, "double") for n in assembled.inputs}
+
+
+def _walk(root: ast.Expr):
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        for attr in ("expr", "left", "right", "test", "body", "orelse", "default"):
+            child = getattr(node, attr, None)
+            if isinstance(child, ast.Expr):
+                stack.append(child)
+
+
+def _compared_constants(assembled: Assembled) -> dict[str, set[float]]:
+    """For each numeric input, the constants it is compared with (split thresholds, levels)."""
+    out: dict[str, set[float]] = {}
+    for node in _walk(assembled.score):
+        if isinstance(node, ast.CompExpr) and isinstance(node.right, ast.NumVal):
+            col = node.left
+            while not isinstance(col, ast.ColumnRef) and hasattr(col, "expr"):
+                col = col.expr
+            if isinstance(col, ast.ColumnRef):
+                out.setdefault(col.name, set()).add(float(node.right.value))
+    return out
+
+
+def _levels(assembled: Assembled) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for node in _walk(assembled.score):
+        if isinstance(node, ast.StrEqExpr):
+            col = node.expr
+            while not isinstance(col, ast.ColumnRef) and hasattr(col, "expr"):
+                col = col.expr
+            if isinstance(col, ast.ColumnRef):
+                out.setdefault(col.name, set()).add(node.value)
+    return out
+
+
+def neighbours(value: float) -> list[float]:
+    """The value, its float64 neighbours, and the float32 values on either side of it."""
+    f = np.float32(value)
+    lo32 = f if float(f) <= value else np.nextafter(f, np.float32(-np.inf))
+    hi32 = f if float(f) >= value else np.nextafter(f, np.float32(np.inf))
+    if float(lo32) == value:
+        lo32 = np.nextafter(lo32, np.float32(-np.inf))
+    if float(hi32) == value:
+        hi32 = np.nextafter(hi32, np.float32(np.inf))
+    vals = {value, float(np.nextafter(value, -np.inf)), float(np.nextafter(value, np.inf))}
+    vals |= {float(lo32), float(hi32)}
+    return sorted(v for v in vals if math.isfinite(v))
+
+
+def adversarial_rows(assembled: Assembled, base_rows: list[dict]) -> list[dict]:
+    types = input_types(assembled)
+    base = base_rows or [{n: None for n in types}]
+    rows: list[dict] = [{n: None for n in types}]  # every input missing
+    consts = _compared_constants(assembled)
+    levels = _levels(assembled)
+    for i, name in enumerate(sorted(types)):
+        row0 = base[i % len(base)]
+        if types[name] == "double":
+            values: list[Any] = [None, *NON_FINITE, *EXTREMES]
+            for c in sorted(consts.get(name, ())):
+                values.extend(neighbours(c))
+        else:
+            values = [None, *sorted(levels.get(name, ())), *HOSTILE_LEVELS]
+        for v in values:
+            rows.append({**row0, name: v})
+    return rows
+
+
+def _predict(estimator: Any, frame: pd.DataFrame, task: str) -> np.ndarray:
+    with warnings.catch_warnings():
+        # Extreme adversarial values overflow float32 inside the library; that is the point.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _predict_raw(estimator, frame, task)
+
+
+def _predict_raw(estimator: Any, frame: pd.DataFrame, task: str) -> np.ndarray:
+    if task == "classifier":
+        return np.asarray(estimator.predict_proba(frame)[:, 1], dtype="float64")
+    return np.asarray(estimator.predict(frame), dtype="float64").ravel()
+
+
+def _python_scores(estimator: Any, rows: list[dict], types: dict[str, str], task: str):
+    """Library scores; rows the library refuses (e.g. +-inf for scikit-learn) come back NaN."""
+    frame = python_rows(rows, types)
+    numeric = [n for n, k in types.items() if k == "double"]
+    arr = frame[numeric].to_numpy(dtype="float64") if numeric else np.zeros((len(rows), 0))
+    # Values that are infinite or overflow float32 are refused by some libraries: try those
+    # rows one by one and batch the rest.
+    odd = ~np.all(np.isnan(arr) | (np.abs(arr) < 3.0e38), axis=1) if numeric else np.zeros(
+        len(rows), dtype=bool
+    )
+    out = np.full(len(rows), np.nan)
+    ok = np.flatnonzero(~odd)
+    if len(ok):
+        out[ok] = _predict(estimator, frame.iloc[ok], task)
+    for i in np.flatnonzero(odd):
+        try:
+            out[i] = _predict(estimator, frame.iloc[[i]], task)[0]
+        except ValueError:
+            pass
+    return out
+
+
+def check_parity(
+    estimator: Any,
+    con: Any,
+    holdout: pd.DataFrame | None = None,
+    *,
+    tolerance: float = TOLERANCE,
+    dialect: str = "duckdb",
+    adversarial: bool = True,
+    extra_rows: list[dict] | None = None,
+) -> ParityReport:
+    """Score holdout + adversarial rows with the compiled SQL on `con` (a DuckDB connection)
+    and with the library; report rows checked, max |diff| and the worst row."""
+    assembled = assemble(estimator)
+    types = input_types(assembled)
+    rows: list[dict] = []
+    if holdout is not None and len(holdout):
+        rows.extend(_records(holdout, types))
+    if adversarial:
+        rows.extend(adversarial_rows(assembled, rows[:5]))
+    rows.extend(extra_rows or [])
+    for i, r in enumerate(rows):
+        r[ROW_KEY] = i
+    expected = _python_scores(estimator, rows, types, assembled.task)
+    sql = SqlEmitter(dialect).render(assembled, PARITY_TABLE, ROW_KEY)
+    con.register(PARITY_TABLE, arrow_rows(rows, types, ROW_KEY))
+    try:
+        got_tbl = con.execute(sql).fetch_arrow_table()
+    finally:
+        con.unregister(PARITY_TABLE)
+    got = np.full(len(rows), np.nan)
+    keys = got_tbl.column(ROW_KEY).to_numpy()
+    got[keys] = got_tbl.column("score").to_numpy(zero_copy_only=False)
+    return compare(rows, expected, got, tolerance)
+
+
+def compare(rows: list[dict], expected: np.ndarray, got: np.ndarray, tolerance: float):
+    accepted = ~np.isnan(expected)
+    diff = np.where(accepted, np.abs(got - expected), 0.0)
+    # A NULL score where the library gave a number is the worst disagreement there is.
+    diff = np.where(accepted & np.isnan(got), np.inf, diff)
+    worst = int(np.argmax(diff)) if len(diff) else 0
+    worst_row = {}
+    if len(rows):
+        worst_row = {k: _jsonable(v) for k, v in rows[worst].items()}
+        worst_row["python_score"] = _jsonable(expected[worst])
+        worst_row["sql_score"] = _jsonable(got[worst])
+    return ParityReport(
+        rows_checked=int(accepted.sum()),
+        rows_refused_by_estimator=int((~accepted).sum()),
+        max_abs_diff=float(diff.max()) if len(diff) else 0.0,
+        worst_row=worst_row,
+        tolerance=tolerance,
+    )
+
+
+def _records(df: pd.DataFrame, types: dict[str, str]) -> list[dict]:
+    out = []
+    cols = {n: df[n].tolist() for n in types}
+    for i in range(len(df)):
+        row = {}
+        for n, k in types.items():
+            v = cols[n][i]
+            if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+                row[n] = None
+            else:
+                row[n] = str(v) if k == "string" else float(v)
+        out.append(row)
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float | np.floating):
+        v = float(v)
+        return v if math.isfinite(v) else repr(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def gate(name: str, version: int, report: ParityReport) -> None:
+    if not report.passed:
+        raise ParityError(
+            f"parity failed for model {name!r} v{version}: max |SQL - Python| = "
+            f"{report.max_abs_diff:.3g} > tolerance {report.tolerance:g} over "
+            f"{report.rows_checked} rows; worst row: {report.worst_row}. "
+            "The dbt model was not written."
+        )

@@ -1,0 +1,12 @@
+-- depends_on: {{ ref('scores') }}
+{{ config(alias='winners') }}
+
+with
+
+winners as (
+
+    select * from {{ ref('winners') }}
+
+)
+
+select * from winners
