@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from mlsm_py.errors import MlsmError
@@ -100,6 +101,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # ColumnTransformer hands LightGBM a numpy array; names were checked one step earlier.
+    warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
     args = parser().parse_args(argv)
     if getattr(args, "rows", 1) < 1000:
         print("mlsm: error: --rows must be at least 1000", file=sys.stderr)
