@@ -196,7 +196,7 @@ def write_scoring(
         "version": 2,
         "models": [*yml_models, _scores_yml(key), _winners_yml(key)],
         "unit_tests": [
-            _winner_unit_test(s, [n for n in s.models if n in live], key) for s in summaries
+            _winner_unit_test(summaries, {c.model.name: c.model.status for c in compiled}, key)
         ],
     }
     path = out_dir / "_scores.yml"
@@ -352,45 +352,64 @@ def _winners_yml(key: str) -> dict:
     }
 
 
-def _winner_unit_test(s: SummaryModel, live: list[str], key: str) -> dict:
-    """Given/expect rows for the winner rule: ties, NULL scores, a draft model on top."""
-    first = live[0]
-    second = live[1] if len(live) > 1 else None
-    rows = []
-    expect = []
+def _winner_unit_test(
+    summaries: Sequence[SummaryModel], status: dict[str, str], key: str
+) -> dict:
+    """Given/expect rows for the winner rule: a draft on top, a NULL score, a tie, a plain win.
 
-    def score(k, model, status, value):
+    The scenarios are built from the first summary's models; the expected rows for every
+    summary come from `expected_winner`, the rule written out in Python.
+    """
+    first_summary = summaries[0]
+    live = [n for n in first_summary.models if status.get(n) == "live"]
+    drafts = [n for n in first_summary.models if status.get(n) == "draft"]
+    draft = drafts[0] if drafts else "zz_draft_model"
+    a = live[0]
+    b = live[1] if len(live) > 1 else None
+    rows: list[dict] = []
+
+    def score(k: int, model: str, value: float | None) -> None:
         rows.append(
-            {key: k, "model_name": model, "model_version": 1, "model_status": status,
-             "score": value}
+            {key: k, "model_name": model, "model_version": 1,
+             "model_status": status.get(model, "draft"), "score": value}
         )
 
-    # 1: a draft model has the top score: it is scored but never wins.
-    score(1, first, "live", 0.40)
-    score(1, "zz_draft_model", "draft", 0.99)
-    expect.append({key: 1, "summary_model": s.name, "winning_model": first, "score": 0.40})
-    # 2: a NULL score never wins, even when it is the only other candidate.
-    score(2, first, "live", None)
-    if second:
-        score(2, second, "live", 0.10)
-        expect.append({key: 2, "summary_model": s.name, "winning_model": second, "score": 0.10})
-    else:
-        expect.append({key: 2, "summary_model": s.name, "winning_model": None, "score": None})
-    if second:
-        # 3: a tie goes to the model declared first.
-        score(3, second, "live", 0.75)
-        score(3, first, "live", 0.75)
-        expect.append({key: 3, "summary_model": s.name, "winning_model": first, "score": 0.75})
-        # 4: otherwise the highest score wins, whatever the priority.
-        score(4, first, "live", 0.20)
-        score(4, second, "live", 0.30)
-        expect.append({key: 4, "summary_model": s.name, "winning_model": second, "score": 0.30})
-    assert all(not (isinstance(r["score"], float) and math.isnan(r["score"])) for r in rows)
+    score(1, a, 0.40)  # a draft model with the top score never wins
+    score(1, draft, 0.99)
+    score(2, a, None)  # a NULL score never wins
+    if b:
+        score(2, b, 0.10)
+        score(3, b, 0.75)  # a tie goes to the model declared first
+        score(3, a, 0.75)
+        score(4, a, 0.20)  # otherwise the highest score wins, whatever the priority
+        score(4, b, 0.30)
+    expect = []
+    for s in summaries:
+        for k in sorted({r[key] for r in rows}):
+            winner = expected_winner([r for r in rows if r[key] == k], s)
+            expect.append(
+                {key: k, "summary_model": s.name,
+                 "winning_model": winner["model_name"] if winner else None,
+                 "score": winner["score"] if winner else None}
+            )
     return {
-        "name": f"winner_rule__{s.name}",
+        "name": "winner_rule",
         "description": "Ties go to the declared priority, NULL scores never win, draft models "
         "never win.",
         "model": "winners",
         "given": [{"input": "ref('scores')", "rows": rows}],
         "expect": {"rows": expect},
     }
+
+
+def expected_winner(rows: list[dict], summary: SummaryModel) -> dict | None:
+    """The summary rule in Python: highest valid live score, ties to the declared priority."""
+    valid = [
+        r for r in rows
+        if r["model_status"] == "live" and r["model_name"] in summary.priority
+        and r["score"] is not None and not math.isnan(r["score"])
+    ]
+    if not valid:
+        return None
+    return min(valid, key=lambda r: (-r["score"], summary.priority[r["model_name"]],
+                                     r["model_name"]))
