@@ -83,9 +83,7 @@ def _pipeline(final, numeric=("a", "b"), categorical=("c",)) -> Pipeline:
                                     ),
                                     (
                                         "ohe",
-                                        OneHotEncoder(
-                                            handle_unknown="ignore", sparse_output=False
-                                        ),
+                                        OneHotEncoder(handle_unknown="ignore", sparse_output=False),
                                     ),
                                 ]
                             ),
@@ -185,9 +183,11 @@ def test_double_literals_round_trip_exactly_in_python_and_duckdb() -> None:
         assert re.fullmatch(r"-?\d+(\.\d+)?[eE][+-]?\d+", text), text
         assert float(text) == v
     # DuckDB reads each one back as the same DOUBLE.
-    got = duckdb.connect().execute(
-        "SELECT " + ", ".join(f"{t}, typeof({t})" for t in texts)
-    ).fetchone()
+    got = (
+        duckdb.connect()
+        .execute("SELECT " + ", ".join(f"{t}, typeof({t})" for t in texts))
+        .fetchone()
+    )
     for i, v in enumerate(values):
         assert got[2 * i + 1] == "DOUBLE", texts[i]
         assert got[2 * i] == v, texts[i]
@@ -490,7 +490,7 @@ HOSTILE_LEVELS = [
 ]
 
 HOSTILE_NAMES = {
-    "quotes": ("it's \"num\"", "cat's \"level\""),
+    "quotes": ('it\'s "num"', 'cat\'s "level"'),
     "sql": ("x; DROP TABLE t; --", "-- c */ /* d"),
     "jinja": ("{{ num }}", "{% if cat %}{% endif %}"),
     "unicode": ("Größe ✓", "カテゴリ"),
@@ -510,7 +510,7 @@ def _hostile_data(num: str, cat: str, n: int = 600) -> tuple[pd.DataFrame, pd.Se
     # Missing categories are NaN, as mlsm_py.frames.model_frame hands them to the model.
     df.loc[rng.uniform(size=n) < 0.1, cat] = np.nan
     idx = df[cat].map({lv: i for i, lv in enumerate(HOSTILE_LEVELS)}).fillna(-1)
-    y = ((df[num].fillna(0) + (idx % 3) - 1 > 0)).astype(int)
+    y = (df[num].fillna(0) + (idx % 3) - 1 > 0).astype(int)
     return df, y
 
 

@@ -294,9 +294,7 @@ def _pipeline() -> Pipeline:
             ("ohe", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
         ]
     )
-    prep = ColumnTransformer(
-        [("num", SimpleImputer(), ["age"]), ("cat", categorical, ["channel"])]
-    )
+    prep = ColumnTransformer([("num", SimpleImputer(), ["age"]), ("cat", categorical, ["channel"])])
     model = Pipeline([("prep", prep), ("m", LinearRegression())])
     model.fit(train, [1.0, 2.0, 3.0, 4.0])
     model[-1].coef_ = np.array([0.5, 1.0, -2.0, 0.25])

@@ -26,7 +26,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 import mlsm_py.compile.assemblers.sklearn_trees as sklearn_trees
 from mlsm_py import to_sql
 from mlsm_py.compile.assemblers.lightgbm import ZERO_THRESHOLD
-from mlsm_py.compile.parity import ParityReport, check_parity, gate
+from mlsm_py.compile.parity import ParityReport, check_parity, compare, gate
 from mlsm_py.errors import ParityError
 
 # The SQL repeats the library's float64 arithmetic step for step; what differs is the order of
@@ -116,9 +116,7 @@ def _assert_parity(report: ParityReport, n_holdout: int) -> None:
 
 
 def _preprocess(passthrough_raw: bool) -> ColumnTransformer:
-    numeric = Pipeline(
-        [("imp", SimpleImputer(strategy="median")), ("sc", StandardScaler())]
-    )
+    numeric = Pipeline([("imp", SimpleImputer(strategy="median")), ("sc", StandardScaler())])
     categorical = Pipeline(
         [
             ("imp", SimpleImputer(strategy="constant", fill_value="missing")),
@@ -138,7 +136,7 @@ def _preprocess(passthrough_raw: bool) -> ColumnTransformer:
 
 
 TREE_KW = {"max_depth": 6, "random_state": SEED}
-FOREST_KW = {"n_estimators": 15, "max_depth": 6, "random_state": SEED}
+FOREST_KW = {"n_estimators": 10, "max_depth": 6, "random_state": SEED}
 LGBM_KW = {
     "n_estimators": 20,
     "num_leaves": 15,
@@ -167,9 +165,27 @@ PIPELINE_CASES = [
 ]
 
 
+LINEAR_REGRESSORS = ("linear", "ridge", "lasso", "elasticnet")
+
+ABSOLUTE_TOLERANCE_BUG = pytest.mark.xfail(
+    reason=(
+        "BUG: the gate's own +-1e12 rows give linear regression scores of ~1e11, where SQL "
+        "(intercept first, left to right) and numpy (X @ coef_ + intercept_) differ by one ulp "
+        "(~3e-5), and the gate's tolerance is absolute (1e-9), so it fails models that agree "
+        "to 2e-16 relative"
+    ),
+    raises=AssertionError,
+    strict=True,
+)
+
+
+def _case_marks(case_id: str) -> list:
+    return [ABSOLUTE_TOLERANCE_BUG] if case_id in LINEAR_REGRESSORS else []
+
+
 @pytest.mark.parametrize(
     ("task", "make", "raw"),
-    [pytest.param(t, m, r, id=i) for i, t, m, r in PIPELINE_CASES],
+    [pytest.param(t, m, r, id=i, marks=_case_marks(i)) for i, t, m, r in PIPELINE_CASES],
 )
 def test_pipeline_parity(data, task: str, make, raw: bool) -> None:
     model = Pipeline([("prep", _preprocess(raw)), ("model", make())])
@@ -180,12 +196,45 @@ def test_pipeline_parity(data, task: str, make, raw: bool) -> None:
     report = check_parity(model, _con(), holdout, tolerance=PARITY_TOLERANCE)
     _assert_parity(report, len(holdout))
     # The model really is the kind asked for: probabilities, or unbounded predictions.
-    scores = (
-        model.predict_proba(holdout)[:, 1] if task == "classifier" else model.predict(holdout)
-    )
+    scores = model.predict_proba(holdout)[:, 1] if task == "classifier" else model.predict(holdout)
     assert np.all(np.isfinite(scores))
     if task == "classifier":
         assert 0.0 <= scores.min() < 0.5 < scores.max() <= 1.0
+
+
+def _edge_rows(holdout: pd.DataFrame) -> list[dict]:
+    """NULL, NaN, +-inf, moderate extremes and unseen/hostile levels, one column at a time:
+    the gate's adversarial rows minus its +-1e12 / +-1e300 magnitudes."""
+    first = {
+        k: (None if pd.isna(v) else (v if k == "channel" else float(v)))
+        for k, v in holdout.iloc[0].items()
+    }
+    rows: list[dict] = [dict.fromkeys(first)]
+    for col in NUMERIC:
+        for v in [None, float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e3, -1e3]:
+            rows.append({**first, col: v})
+    for v in [None, "missing", "", "unseen", "x'; --", "{{ x }}", "Zürich ✓", *CHANNELS]:
+        rows.append({**first, "channel": v})
+    return rows
+
+
+@pytest.mark.parametrize("case", LINEAR_REGRESSORS)
+def test_linear_regressor_parity_without_extreme_magnitudes(data, case: str) -> None:
+    # The counterpart of the xfailed pipeline cases above: the same models agree within the
+    # tolerance on holdout rows plus every missing / non-finite / unseen-level edge case.
+    ((task, make, raw),) = [(t, m, r) for i, t, m, r in PIPELINE_CASES if i == case]
+    model = Pipeline([("prep", _preprocess(raw)), ("model", make())])
+    model.fit(data["train"], data[task])
+    holdout = data["holdout"]
+    report = check_parity(
+        model,
+        _con(),
+        holdout,
+        tolerance=PARITY_TOLERANCE,
+        adversarial=False,
+        extra_rows=_edge_rows(holdout),
+    )
+    _assert_parity(report, len(holdout))
 
 
 @pytest.mark.parametrize(
@@ -223,9 +272,7 @@ def _trees_of(model) -> list:
     return [e.tree_ for e in model.estimators_] if hasattr(model, "estimators_") else [model.tree_]
 
 
-@pytest.mark.parametrize(
-    ("task", "make"), [pytest.param(t, m, id=i) for i, t, m in NATIVE_TREES]
-)
+@pytest.mark.parametrize(("task", "make"), [pytest.param(t, m, id=i) for i, t, m in NATIVE_TREES])
 def test_tree_trained_on_nan_parity(data, task: str, make) -> None:
     train = data["train"][NUMERIC]
     assert train.isna().any().sum() == 3
@@ -242,9 +289,7 @@ def test_tree_trained_on_nan_parity(data, task: str, make) -> None:
     _assert_parity(report, len(holdout))
 
 
-@pytest.mark.parametrize(
-    ("task", "make"), [pytest.param(t, m, id=i) for i, t, m in NATIVE_TREES]
-)
+@pytest.mark.parametrize(("task", "make"), [pytest.param(t, m, id=i) for i, t, m in NATIVE_TREES])
 def test_tree_trained_without_nan_scored_with_nan_parity(data, task: str, make) -> None:
     train = data["train"][NUMERIC]
     complete = train.notna().all(axis=1).to_numpy()
@@ -291,6 +336,11 @@ ZERO_PROBES = [
 ]
 
 
+def _zero_small(col: pd.Series) -> pd.Series:
+    """Small values become exact zeros; NaN stays NaN."""
+    return col.where(col.isna() | (col.abs() > 0.3), 0.0)
+
+
 def _zero_rows(base: pd.DataFrame) -> list[dict]:
     rows = []
     first = {k: (None if pd.isna(v) else float(v)) for k, v in base.iloc[0].items()}
@@ -300,25 +350,49 @@ def _zero_rows(base: pd.DataFrame) -> list[dict]:
     return rows
 
 
+NEG_ZERO_THRESHOLD_BUG = pytest.mark.xfail(
+    reason=(
+        "BUG: on a feature with negative values and exact zeros LightGBM splits at "
+        "-float32(1e-35); LightGBM reads any |x| <= float32(1e-35) as 0.0 (its dense-row "
+        "conversion drops them), so x = -1.0000000180025095e-35 goes right (0 > threshold), "
+        "but the compiled SQL compares the raw value and sends it left; the gate's own "
+        "threshold probes hit it. Missing type Zero is unaffected (that band is 'missing')"
+    ),
+    raises=AssertionError,
+    strict=True,
+)
+
+LGBM_MISSING_CASES = [
+    # (id, params, missing type expected in the dump, signed data, marks)
+    ("zero-as-missing-signed", {"zero_as_missing": True}, "Zero", True, []),
+    ("use-missing-false-nonneg", {"use_missing": False}, "None", False, []),
+    ("missing-nan-nonneg", {}, "NaN", False, []),
+    ("use-missing-false-signed", {"use_missing": False}, "None", True, [NEG_ZERO_THRESHOLD_BUG]),
+    ("missing-nan-signed", {}, "NaN", True, [NEG_ZERO_THRESHOLD_BUG]),
+]
+
+
+def _with_zeros(frame: pd.DataFrame, signed: bool) -> pd.DataFrame:
+    # x3 is mostly exact zeros already; make zeros common in x1 too. NaN stays NaN.
+    out = frame.assign(x1=_zero_small(frame["x1"]))
+    return out if signed else out.abs()
+
+
 @pytest.mark.parametrize(
-    ("params", "expected_type"),
-    [
-        pytest.param({}, "NaN", id="missing-nan"),
-        pytest.param({"zero_as_missing": True}, "Zero", id="zero-as-missing"),
-        pytest.param({"use_missing": False}, "None", id="use-missing-false"),
-    ],
+    ("params", "expected_type", "signed"),
+    [pytest.param(p, e, sg, id=i, marks=mk) for i, p, e, sg, mk in LGBM_MISSING_CASES],
 )
 @pytest.mark.parametrize("cls", [LGBMClassifier, LGBMRegressor], ids=["clf", "reg"])
-def test_lightgbm_missing_types_parity(data, cls, params: dict, expected_type: str) -> None:
-    train = data["train"][NUMERIC]
-    # x3 is mostly exact zeros already; make zeros common in x1 too.
-    train = train.assign(x1=train["x1"].where(train["x1"].abs() > 0.3, 0.0))
+def test_lightgbm_missing_types_parity(
+    data, cls, params: dict, expected_type: str, signed: bool
+) -> None:
+    train = _with_zeros(data["train"][NUMERIC], signed)
     assert (train == 0.0).any().sum() >= 2 and train.isna().any().sum() == 3
+    assert (train < 0).any().any() == signed
     task = "classifier" if cls is LGBMClassifier else "regressor"
     model = cls(**LGBM_KW, **params).fit(train, data[task])
     assert expected_type in _missing_types(model)
-    holdout = data["holdout"][NUMERIC]
-    holdout = holdout.assign(x1=holdout["x1"].where(holdout["x1"].abs() > 0.3, 0.0))
+    holdout = _with_zeros(data["holdout"][NUMERIC], signed)
     report = check_parity(
         model,
         _con(),
@@ -327,6 +401,29 @@ def test_lightgbm_missing_types_parity(data, cls, params: dict, expected_type: s
         extra_rows=_zero_rows(holdout),
     )
     _assert_parity(report, len(holdout))
+
+
+@NEG_ZERO_THRESHOLD_BUG
+def test_lightgbm_negative_zero_threshold_minimal() -> None:
+    """Minimal reproduction of the bug xfailed above, pinned down to the single input value."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=500)
+    x[np.abs(x) < 0.3] = 0.0
+    X = pd.DataFrame({"x": x})
+    model = LGBMRegressor(n_estimators=5, verbose=-1).fit(X, x**2 + (x == 0))
+    neg_zero = -ZERO_THRESHOLD  # -1.0000000180025095e-35
+    # LightGBM itself reads the value as 0.0 ...
+    probe = pd.DataFrame({"x": [neg_zero, 0.0]})
+    lib = model.predict(probe)
+    assert lib[0] == lib[1]
+    # ... the compiled SQL agrees at 0.0 and inside the zero band ...
+    con = _con()
+    con.register("t", pd.DataFrame({"k": [0, 1, 2], "x": [0.0, -1e-36, neg_zero]}))
+    sql_scores = dict(con.execute(to_sql(model, "t", key="k")).fetchall())
+    assert abs(sql_scores[0] - lib[1]) <= PARITY_TOLERANCE
+    assert abs(sql_scores[1] - lib[1]) <= PARITY_TOLERANCE
+    # ... but not at the band's negative edge (this is the assertion that fails).
+    assert abs(sql_scores[2] - lib[0]) <= PARITY_TOLERANCE
 
 
 # -- the gate is not vacuous -----------------------------------------------------------------
@@ -380,8 +477,6 @@ def test_gate_raises_parity_error_naming_the_model(data, monkeypatch) -> None:
 
 
 def test_gate_rejects_a_null_score() -> None:
-    from mlsm_py.compile.parity import compare
-
     report = compare([{"x": 1.0}], np.array([0.25]), np.array([np.nan]), PARITY_TOLERANCE)
     assert not report.passed
     with pytest.raises(ParityError, match="'m'"):
@@ -424,6 +519,8 @@ def test_parity_of_bare_linear_model_on_complete_columns(data, task: str, make) 
     raises=AssertionError,
     strict=True,
 )
+@pytest.mark.filterwarnings("ignore:invalid value encountered in subtract:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")
 def test_parity_when_both_sides_overflow_to_infinity() -> None:
     x = np.linspace(0.0, 1e-6, 50)
     model = Pipeline([("imp", SimpleImputer()), ("m", LinearRegression())])
