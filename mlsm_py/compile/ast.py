@@ -166,6 +166,42 @@ class SigmoidExpr(m2.Expr):
         return hash((SigmoidExpr, self.expr))
 
 
+class MaxExpr(m2.Expr):
+    """The largest of several values (`greatest`); used to stabilise softmax."""
+
+    output_size = 1
+
+    def __init__(self, exprs: list[m2.Expr]):
+        self.exprs = list(exprs)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is MaxExpr and self.exprs == other.exprs
+
+    def __hash__(self) -> int:
+        return hash((MaxExpr, tuple(self.exprs)))
+
+
+class ArgMaxExpr(m2.Expr):
+    """The label of the first largest value, as numpy.argmax picks it (ties go to the first)."""
+
+    output_size = 1
+
+    def __init__(self, exprs: list[m2.Expr], labels: list[str | int | float]):
+        if len(exprs) != len(labels) or not exprs:
+            raise ValueError("ArgMaxExpr needs one label per value")
+        self.exprs = list(exprs)
+        self.labels = list(labels)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is ArgMaxExpr and (self.exprs, self.labels) == (
+            other.exprs,
+            other.labels,
+        )
+
+    def __hash__(self) -> int:
+        return hash((ArgMaxExpr, tuple(self.exprs), tuple(self.labels)))
+
+
 def num(value: float) -> m2.NumVal:
     return m2.NumVal(float(value))
 
@@ -189,3 +225,23 @@ def as_string(expr: m2.Expr) -> m2.Expr:
     if type(expr) is ColumnRef and expr.sql_type is None:
         return ColumnRef(expr.name, "string")
     return expr
+
+
+SOFTMAX_FLOOR = -700.0
+
+
+def softmax(margins: list[m2.Expr]) -> list[m2.Expr]:
+    """Class probabilities from raw margins, computed as scikit-learn's `softmax` does:
+    subtract the largest margin, exponentiate, divide by the sum (so exp() never overflows).
+    Every intermediate is a shared column, so each margin is computed once."""
+    zs = [m if isinstance(m, m2.IdExpr) and m.to_reuse else m2.IdExpr(m, True) for m in margins]
+    top = m2.IdExpr(MaxExpr(zs), True)
+    # exp() of a margin far below the top one is clamped at exp(-700) ~ 1e-304 instead of
+    # underflowing: PostgreSQL raises on exp() underflow. The probability moves by < 1e-300.
+    floor = num(SOFTMAX_FLOOR)
+    es = [
+        m2.IdExpr(m2.ExpExpr(MaxExpr([m2.BinNumExpr(z, top, m2.BinNumOpType.SUB), floor])), True)
+        for z in zs
+    ]
+    total = m2.IdExpr(add_all(es), True)
+    return [m2.BinNumExpr(e, total, m2.BinNumOpType.DIV) for e in es]

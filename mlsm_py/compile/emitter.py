@@ -15,6 +15,7 @@ expression nests deeper than one tree.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -88,7 +89,10 @@ class SqlEmitter:
     ) -> exp.Select:
         """`constants` are literal columns placed after the key (model name, version, ...)."""
         state = _State()
-        score = self._visit(assembled.score, state)
+        outputs = [
+            exp.alias_(self._visit(e, state), self._output_name(n))
+            for n, e in assembled.outputs()
+        ]
         for name in state.inputs:
             if name.startswith(REUSE_PREFIX):
                 raise UnsupportedError(f"input column {name!r} uses the reserved prefix")
@@ -117,7 +121,7 @@ class SqlEmitter:
             )
             for k, v in (constants or {}).items()
         ]
-        out = exp.select(*key_col, *consts, exp.alias_(score, "score")).from_(previous)
+        out = exp.select(*key_col, *consts, *outputs).from_(previous)
         for name, body in ctes:
             out = out.with_(name, as_=body)
         return out
@@ -137,6 +141,13 @@ class SqlEmitter:
             return tree.sql(dialect=self.dialect, pretty=True, normalize_functions="lower")
         finally:
             sys.setrecursionlimit(limit)
+
+    @staticmethod
+    def _output_name(name: str) -> exp.Identifier:
+        # Plain lower-case names stay bare (readable, and fold the same on every engine);
+        # anything else (a class label with capitals, spaces, quotes) is quoted.
+        plain = re.fullmatch(r"[a-z_][a-z0-9_]*", name) is not None
+        return exp.to_identifier(name, quoted=not plain)
 
     # -- visitor -----------------------------------------------------------------------------
     def _col(self, name: str) -> exp.Column:
@@ -273,6 +284,36 @@ class SqlEmitter:
             case = case.when(self._visit(cur.test, state), self._visit(cur.body, state), copy=False)
             cur = cur.orelse
         return case.else_(self._visit(cur, state), copy=False)
+
+    def visit_MaxExpr(self, node: ast.MaxExpr, state: _State) -> exp.Expression:
+        # greatest() exists on DuckDB, PostgreSQL and Spark; the values are never NULL here.
+        return exp.Greatest(
+            this=self._visit(node.exprs[0], state),
+            expressions=[self._visit(e, state) for e in node.exprs[1:]],
+        )
+
+    def label(self, value: str | int | float) -> exp.Expression:
+        if isinstance(value, str):
+            return exp.Literal.string(value)
+        if isinstance(value, int):
+            return exp.Literal.number(str(value))
+        return self.number(value)
+
+    def visit_ArgMaxExpr(self, node: ast.ArgMaxExpr, state: _State) -> exp.Expression:
+        values = [self._visit(e, state) for e in node.exprs]
+        case = exp.Case()
+        # Class i wins when it is >= every later class and > every earlier one; testing in
+        # order with >= against the later ones gives numpy's first-maximum rule.
+        for i in range(len(values) - 1):
+            conds = [
+                exp.GTE(this=values[i].copy(), expression=values[j].copy())
+                for j in range(i + 1, len(values))
+            ]
+            test = conds[0]
+            for c in conds[1:]:
+                test = exp.And(this=test, expression=c)
+            case = case.when(test, self.label(node.labels[i]), copy=False)
+        return case.else_(self.label(node.labels[-1]), copy=False)
 
     def visit_SigmoidExpr(self, node: ast.SigmoidExpr, state: _State) -> exp.Expression:
         inner = node.expr

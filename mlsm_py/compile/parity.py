@@ -64,15 +64,15 @@ class ParityReport:
 def input_types(assembled: Assembled) -> dict[str, str]:
     """Each input column with the SQL type the compiled model reads it as."""
     types: dict[str, str] = {}
-    for node in _walk(assembled.score):
+    for node in _walk(assembled):
         if isinstance(node, ast.ColumnRef) and node.sql_type is not None:
             types[node.name] = node.sql_type
     # Inputs the model never reads still have to be present for the library's predict.
     return {n: types.get(n, "double") for n in assembled.inputs}
 
 
-def _walk(root: ast.Expr):
-    stack, seen = [root], set()
+def _walk(assembled: Assembled):
+    stack, seen = [e for _, e in assembled.outputs()], set()
     while stack:
         node = stack.pop()
         if id(node) in seen:
@@ -83,12 +83,13 @@ def _walk(root: ast.Expr):
             child = getattr(node, attr, None)
             if isinstance(child, ast.Expr):
                 stack.append(child)
+        stack.extend(getattr(node, "exprs", ()))
 
 
 def _compared_constants(assembled: Assembled) -> dict[str, set[float]]:
     """For each numeric input, the constants it is compared with (split thresholds, levels)."""
     out: dict[str, set[float]] = {}
-    for node in _walk(assembled.score):
+    for node in _walk(assembled):
         if isinstance(node, ast.CompExpr) and isinstance(node.right, ast.NumVal):
             col = node.left
             while not isinstance(col, ast.ColumnRef) and hasattr(col, "expr"):
@@ -100,7 +101,7 @@ def _compared_constants(assembled: Assembled) -> dict[str, set[float]]:
 
 def _levels(assembled: Assembled) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for node in _walk(assembled.score):
+    for node in _walk(assembled):
         if isinstance(node, ast.StrEqExpr):
             col = node.expr
             while not isinstance(col, ast.ColumnRef) and hasattr(col, "expr"):
@@ -151,13 +152,25 @@ def _predict(estimator: Any, frame: pd.DataFrame, task: str) -> np.ndarray:
 
 
 def _predict_raw(estimator: Any, frame: pd.DataFrame, task: str) -> np.ndarray:
+    """(rows, outputs): the positive-class probability, the prediction, or every class's
+    probability followed by the index of the predicted class."""
     if task == "classifier":
-        return np.asarray(estimator.predict_proba(frame)[:, 1], dtype="float64")
-    return np.asarray(estimator.predict(frame), dtype="float64").ravel()
+        return np.asarray(estimator.predict_proba(frame)[:, 1], dtype="float64")[:, None]
+    if task == "decision":
+        return np.asarray(estimator.decision_function(frame), dtype="float64").reshape(-1, 1)
+    if task == "multiclass":
+        proba = np.asarray(estimator.predict_proba(frame), dtype="float64")
+        predicted = np.asarray(estimator.predict(frame))
+        index = {c: i for i, c in enumerate(estimator.classes_)}
+        return np.column_stack([proba, [float(index[c]) for c in predicted]])
+    return np.asarray(estimator.predict(frame), dtype="float64").reshape(len(frame), -1)[:, :1]
 
 
-def _python_scores(estimator: Any, rows: list[dict], types: dict[str, str], task: str):
-    """Library scores; rows the library refuses (e.g. +-inf for scikit-learn) come back NaN."""
+def _python_scores(
+    estimator: Any, rows: list[dict], types: dict[str, str], task: str, width: int
+) -> np.ndarray:
+    """Library outputs, (rows, width); rows the library refuses (e.g. +-inf for scikit-learn)
+    come back NaN."""
     frame = python_rows(rows, types)
     numeric = [n for n, k in types.items() if k == "double"]
     arr = frame[numeric].to_numpy(dtype="float64") if numeric else np.zeros((len(rows), 0))
@@ -166,7 +179,7 @@ def _python_scores(estimator: Any, rows: list[dict], types: dict[str, str], task
     odd = ~np.all(np.isnan(arr) | (np.abs(arr) < 3.0e38), axis=1) if numeric else np.zeros(
         len(rows), dtype=bool
     )
-    out = np.full(len(rows), np.nan)
+    out = np.full((len(rows), width), np.nan)
     ok = np.flatnonzero(~odd)
     if len(ok):
         out[ok] = _predict(estimator, frame.iloc[ok], task)
@@ -200,34 +213,72 @@ def check_parity(
     rows.extend(extra_rows or [])
     for i, r in enumerate(rows):
         r[ROW_KEY] = i
-    expected = _python_scores(estimator, rows, types, assembled.task)
+    outputs = assembled.outputs()
+    expected = _python_scores(estimator, rows, types, assembled.task, len(outputs))
     sql = SqlEmitter(dialect).render(assembled, PARITY_TABLE, ROW_KEY)
     con.register(PARITY_TABLE, arrow_rows(rows, types, ROW_KEY))
     try:
         got_tbl = con.execute(sql).fetch_arrow_table()
     finally:
         con.unregister(PARITY_TABLE)
-    got = np.full(len(rows), np.nan)
-    keys = got_tbl.column(ROW_KEY).to_numpy()
-    got[keys] = got_tbl.column("score").to_numpy(zero_copy_only=False)
-    return compare(rows, expected, got, tolerance)
+    got = sql_outputs(got_tbl, assembled, len(rows))
+    return compare(rows, expected, got, tolerance, [n for n, _ in outputs])
 
 
-def compare(rows: list[dict], expected: np.ndarray, got: np.ndarray, tolerance: float):
-    accepted = ~np.isnan(expected)
-    diff = np.where(accepted, np.abs(got - expected), 0.0)
-    # A NULL score where the library gave a number is the worst disagreement there is.
-    diff = np.where(accepted & np.isnan(got), np.inf, diff)
-    worst = int(np.argmax(diff)) if len(diff) else 0
+def sql_outputs(table: Any, assembled: Assembled, n_rows: int) -> np.ndarray:
+    """The SQL result as (rows, outputs) in row-key order; the predicted class as its index."""
+    outputs = assembled.outputs()
+    got = np.full((n_rows, len(outputs)), np.nan)
+    keys = table.column(ROW_KEY).to_numpy()
+    for j, (name, _) in enumerate(outputs):
+        col = table.column(name).to_pylist()
+        if name == "predicted_class" and assembled.task == "multiclass":
+            index = {c: float(i) for i, c in enumerate(assembled.classes)}
+            got[keys, j] = [index.get(v, math.nan) if v is not None else math.nan for v in col]
+        else:
+            got[keys, j] = [math.nan if v is None else float(v) for v in col]
+    return got
+
+
+def compare(
+    rows: list[dict],
+    expected: np.ndarray,
+    got: np.ndarray,
+    tolerance: float,
+    names: list[str] | None = None,
+):
+    """Max |SQL - Python| over rows and output columns. A predicted class counts as a full
+    disagreement (inf) when it differs, unless the library's top two probabilities are within
+    the tolerance of each other (a tie the last ulp decides)."""
+    expected = expected.reshape(len(expected), -1)
+    got = got.reshape(len(got), -1)
+    names = names or ["score"]
+    accepted = ~np.isnan(expected).any(axis=1)
+    diff = np.abs(got - expected)
+    # Equal infinities (a regressor's +-inf) agree; a NULL where the library gave a number is
+    # the worst disagreement there is.
+    diff = np.where(got == expected, 0.0, diff)
+    diff = np.where(np.isnan(got) & ~np.isnan(expected), np.inf, diff)
+    if names[-1] == "predicted_class":
+        probs = expected[:, :-1]
+        top2 = np.sort(probs, axis=1)[:, -2:] if probs.shape[1] >= 2 else probs
+        near_tie = (top2[:, -1] - top2[:, 0]) <= tolerance if probs.shape[1] >= 2 else False
+        mismatch = got[:, -1] != expected[:, -1]
+        diff[:, -1] = np.where(mismatch & ~near_tie, np.inf, 0.0)
+    diff = np.where(accepted[:, None], diff, 0.0)
+    per_row = diff.max(axis=1) if diff.size else np.zeros(len(rows))
+    worst = int(np.argmax(per_row)) if len(per_row) else 0
     worst_row = {}
     if len(rows):
         worst_row = {k: _jsonable(v) for k, v in rows[worst].items()}
-        worst_row["python_score"] = _jsonable(expected[worst])
-        worst_row["sql_score"] = _jsonable(got[worst])
+        for j, name in enumerate(names):
+            suffix = "" if name == "score" else f"_{name}"
+            worst_row[f"python_score{suffix}"] = _jsonable(expected[worst, j])
+            worst_row[f"sql_score{suffix}"] = _jsonable(got[worst, j])
     return ParityReport(
         rows_checked=int(accepted.sum()),
         rows_refused_by_estimator=int((~accepted).sum()),
-        max_abs_diff=float(diff.max()) if len(diff) else 0.0,
+        max_abs_diff=float(per_row.max()) if len(per_row) else 0.0,
         worst_row=worst_row,
         tolerance=tolerance,
     )

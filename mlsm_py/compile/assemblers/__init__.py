@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
@@ -23,7 +25,8 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import lightgbm as lgbm
-from mlsm_py.compile.assemblers import linear, preprocessing, sklearn_trees
+from mlsm_py.compile.assemblers import linear, preprocessing, sklearn_boosting, sklearn_trees
+from mlsm_py.compile.assemblers import xgboost as xgb
 from mlsm_py.errors import UnsupportedError
 
 Columns = list[tuple[str, ast.Expr]]
@@ -36,8 +39,9 @@ TRANSFORMERS: dict[type, Callable[[Any, Columns], Columns]] = {
     OneHotEncoder: preprocessing.one_hot_encoder,
 }
 
-# Final estimators map their input columns to one score expression.
-ESTIMATORS: dict[type, Callable[[Any, list[ast.Expr]], ast.Expr]] = {
+# Final estimators map their input columns to one score expression, or to a list of one
+# probability expression per class for a multiclass classifier.
+ESTIMATORS: dict[type, Callable[[Any, list[ast.Expr]], ast.Expr | list[ast.Expr]]] = {
     LogisticRegression: linear.logistic_regression,
     LinearRegression: linear.linear_regressor,
     Ridge: linear.linear_regressor,
@@ -54,6 +58,11 @@ ESTIMATORS: dict[type, Callable[[Any, list[ast.Expr]], ast.Expr]] = {
 }
 
 
+# Families in modules of their own register there.
+ESTIMATORS.update(sklearn_boosting.ESTIMATORS)
+ESTIMATORS.update(xgb.ESTIMATORS)
+
+
 def supported() -> list[str]:
     names = {t.__name__ for t in (*TRANSFORMERS, *ESTIMATORS)}
     return sorted(names | {"Pipeline", "ColumnTransformer"})
@@ -67,11 +76,49 @@ def _unsupported(step: object, where: str) -> UnsupportedError:
 
 @dataclass(frozen=True)
 class Assembled:
-    """A fitted estimator as an AST over named input columns."""
+    """A fitted estimator as an AST over named input columns.
+
+    task "classifier": `score` is the positive-class probability; "regressor": the prediction;
+    "decision": a binary classifier without probabilities (LinearSVC), `score` is its
+    `decision_function`;
+    "multiclass": `score` is None and `probas` holds one probability per class of `classes`, in
+    the library's order (the order of `predict_proba`'s columns).
+    """
 
     inputs: tuple[str, ...]
-    score: ast.Expr
-    task: str  # "classifier" (score = positive-class probability) or "regressor"
+    score: ast.Expr | None
+    task: str
+    classes: tuple = ()
+    probas: tuple[ast.Expr, ...] = ()
+
+    def outputs(self) -> list[tuple[str, ast.Expr]]:
+        """The output columns in order: `score`, or `score_<class>`... and `predicted_class`."""
+        if self.task != "multiclass":
+            assert self.score is not None
+            return [("score", self.score)]
+        cols = [(output_name(c), p) for c, p in zip(self.classes, self.probas, strict=True)]
+        cols.append(("predicted_class", ast.ArgMaxExpr(list(self.probas), list(self.classes))))
+        return cols
+
+
+def output_name(label: object) -> str:
+    """`score_<class>`; the label is written as str() writes it (quoted as an identifier)."""
+    return f"score_{label}"
+
+
+def class_label(label: object) -> str | int | float:
+    """A class label as a plain Python value a SQL literal can be made of."""
+    if isinstance(label, bool | np.bool_):
+        return int(label)
+    if isinstance(label, np.integer | int):
+        return int(label)
+    if isinstance(label, np.floating | float):
+        return float(label)
+    if isinstance(label, str | np.str_):
+        return str(label)
+    raise UnsupportedError(
+        f"class label {label!r} has type {type(label).__name__}; labels must be strings or numbers"
+    )
 
 
 def assemble(estimator: Any) -> Assembled:
@@ -96,8 +143,28 @@ def assemble(estimator: Any) -> Assembled:
     if fn is None:
         raise _unsupported(final, "final estimator")
     score = fn(final, [e for _, e in cols])
-    task = "classifier" if hasattr(final, "classes_") else "regressor"
-    return Assembled(tuple(str(n) for n in names), score, task)
+    inputs = tuple(str(n) for n in names)
+    if isinstance(score, list | tuple):
+        # One probability per class: a multiclass classifier.
+        classes = tuple(class_label(c) for c in final.classes_)
+        if len(score) != len(classes):
+            raise UnsupportedError(
+                f"{type(final).__name__}: {len(score)} class scores for {len(classes)} classes"
+            )
+        names_out = [output_name(c) for c in classes]
+        if len(set(n.lower() for n in names_out)) != len(names_out):
+            raise UnsupportedError(
+                f"{type(final).__name__}: class labels {list(classes)} give output columns that "
+                "differ only in case"
+            )
+        return Assembled(inputs, None, "multiclass", classes, tuple(score))
+    if not hasattr(final, "classes_"):
+        task = "regressor"
+    else:
+        # SGDClassifier(loss="hinge") and LinearSVC have no predict_proba: their score is the
+        # decision function.
+        task = "classifier" if hasattr(final, "predict_proba") else "decision"
+    return Assembled(inputs, score, task)
 
 
 def transform(step: Any, cols: Columns, where: str) -> Columns:
