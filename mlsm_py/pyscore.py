@@ -1,0 +1,154 @@
+"""The Python-model path: score a warehouse relation with the library itself, in Arrow batches.
+
+Used by the generated dbt Python models (dbt-duckdb runs them in-process) for estimators SQL
+cannot express or where SQL would be slower, and by the parity gate and the benchmark. It never
+materialises the input table in pandas: each batch of `batch_rows` rows is converted, scored and
+reduced to the key plus the output columns, the same columns the SQL path yields.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlsm_py.compile.assemblers import class_label, output_name
+from mlsm_py.errors import UnsupportedError
+
+BATCH_ROWS = 100_000
+
+
+def task_of(estimator: Any) -> str:
+    """The same task names as `Assembled.task`, read from the estimator's public API."""
+    if not hasattr(estimator, "classes_"):
+        return "regressor"
+    if not hasattr(estimator, "predict_proba"):
+        return "decision"
+    return "classifier" if len(estimator.classes_) == 2 else "multiclass"
+
+
+def input_names(estimator: Any) -> list[str]:
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is None:
+        raise UnsupportedError(
+            f"{type(estimator).__name__} was fitted without column names; fit it on a pandas "
+            "DataFrame so it can be scored by column name (feature_names_in_)"
+        )
+    return [str(n) for n in names]
+
+
+def input_types(schema: pa.Schema, names: Iterable[str]) -> dict[str, str]:
+    """ "string" for text columns of the relation, "double" for everything else."""
+    out = {}
+    for n in names:
+        typ = schema.field(n).type
+        out[n] = "string" if pa.types.is_string(typ) or pa.types.is_large_string(typ) else "double"
+    return out
+
+
+def frame(batch: pa.RecordBatch, types: Mapping[str, str]) -> pd.DataFrame:
+    """A batch as the frame the estimator was trained on (see `frames.model_frame`): numbers as
+    float64 with NaN for missing, text as Python strings with NaN for missing."""
+    cols = {}
+    for name, kind in types.items():
+        col = batch.column(batch.schema.get_field_index(name))
+        if kind == "string":
+            values = col.to_numpy(zero_copy_only=False).astype(object)
+            values[pd.isna(values)] = np.nan
+            cols[name] = values
+        else:
+            cols[name] = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+    return pd.DataFrame(cols, columns=list(types))
+
+
+def output_columns(estimator: Any) -> list[str]:
+    if task_of(estimator) == "multiclass":
+        return [output_name(class_label(c)) for c in estimator.classes_] + ["predicted_class"]
+    return ["score"]
+
+
+def predict(estimator: Any, df: pd.DataFrame) -> dict[str, pa.Array]:
+    task = task_of(estimator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if task == "classifier":
+            return {"score": pa.array(estimator.predict_proba(df)[:, 1], pa.float64())}
+        if task == "decision":
+            return {"score": pa.array(estimator.decision_function(df), pa.float64())}
+        if task == "regressor":
+            return {"score": pa.array(np.ravel(estimator.predict(df)), pa.float64())}
+        proba = estimator.predict_proba(df)
+        names = output_columns(estimator)
+        out = {n: pa.array(proba[:, j], pa.float64()) for j, n in enumerate(names[:-1])}
+        labels = [class_label(c) for c in estimator.classes_]
+        # Same first-maximum rule as the SQL path's predicted_class.
+        out["predicted_class"] = pa.array([labels[i] for i in np.argmax(proba, axis=1)])
+        return out
+
+
+def score_batches(
+    estimator: Any,
+    batches: Iterable[pa.RecordBatch],
+    key: str,
+    constants: Mapping[str, str | int] | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Key, constants (model name, version, ...) and the output columns, batch by batch."""
+    names = input_names(estimator)
+    types: dict[str, str] | None = None
+    for batch in batches:
+        if types is None:
+            missing = [n for n in [key, *names] if batch.schema.get_field_index(n) < 0]
+            if missing:
+                raise UnsupportedError(f"the relation lacks the model's columns {missing}")
+            types = input_types(batch.schema, names)
+        if batch.num_rows == 0:
+            continue
+        arrays = {key: batch.column(batch.schema.get_field_index(key))}
+        for name, value in (constants or {}).items():
+            typ = pa.string() if isinstance(value, str) else pa.int64()
+            arrays[name] = pa.array([value] * batch.num_rows, typ)
+        arrays.update(predict(estimator, frame(batch, types)))
+        yield pa.RecordBatch.from_pydict(arrays)
+
+
+def score_relation(
+    estimator: Any,
+    relation: Any,
+    key: str,
+    batch_rows: int = BATCH_ROWS,
+    constants: Mapping[str, str | int] | None = None,
+) -> pa.Table:
+    """Score a DuckDB relation (e.g. `dbt.ref(...)` inside a dbt-duckdb Python model)."""
+    names = input_names(estimator)
+    cols = [key, *[n for n in names if n != key]]
+    rel = relation.select(*[_quoted(c) for c in cols])
+    reader = rel.fetch_arrow_reader(batch_rows)
+    batches = list(score_batches(estimator, reader, key, constants))
+    if not batches:
+        return _empty(estimator, rel, key, constants)
+    return pa.Table.from_batches(batches)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _empty(estimator: Any, rel: Any, key: str, constants: Mapping | None) -> pa.Table:
+    # An empty relation still yields a table with the right columns (and a typed key).
+    schema = rel.limit(0).fetch_arrow_table().schema
+    fields = [schema.field(key)]
+    for name, value in (constants or {}).items():
+        fields.append(pa.field(name, pa.string() if isinstance(value, str) else pa.int64()))
+    for name in output_columns(estimator):
+        if name == "predicted_class":
+            label = class_label(estimator.classes_[0])
+            typ = pa.string() if isinstance(label, str) else pa.int64()
+            fields.append(pa.field(name, typ))
+        else:
+            fields.append(pa.field(name, pa.float64()))
+    return pa.schema(fields).empty_table()
