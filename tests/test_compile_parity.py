@@ -350,25 +350,13 @@ def _zero_rows(base: pd.DataFrame) -> list[dict]:
     return rows
 
 
-NEG_ZERO_THRESHOLD_BUG = pytest.mark.xfail(
-    reason=(
-        "BUG: on a feature with negative values and exact zeros LightGBM splits at "
-        "-float32(1e-35); LightGBM reads any |x| <= float32(1e-35) as 0.0 (its dense-row "
-        "conversion drops them), so x = -1.0000000180025095e-35 goes right (0 > threshold), "
-        "but the compiled SQL compares the raw value and sends it left; the gate's own "
-        "threshold probes hit it. Missing type Zero is unaffected (that band is 'missing')"
-    ),
-    raises=AssertionError,
-    strict=True,
-)
-
 LGBM_MISSING_CASES = [
     # (id, params, missing type expected in the dump, signed data, marks)
     ("zero-as-missing-signed", {"zero_as_missing": True}, "Zero", True, []),
     ("use-missing-false-nonneg", {"use_missing": False}, "None", False, []),
     ("missing-nan-nonneg", {}, "NaN", False, []),
-    ("use-missing-false-signed", {"use_missing": False}, "None", True, [NEG_ZERO_THRESHOLD_BUG]),
-    ("missing-nan-signed", {}, "NaN", True, [NEG_ZERO_THRESHOLD_BUG]),
+    ("use-missing-false-signed", {"use_missing": False}, "None", True, []),
+    ("missing-nan-signed", {}, "NaN", True, []),
 ]
 
 
@@ -403,9 +391,9 @@ def test_lightgbm_missing_types_parity(
     _assert_parity(report, len(holdout))
 
 
-@NEG_ZERO_THRESHOLD_BUG
 def test_lightgbm_negative_zero_threshold_minimal() -> None:
-    """Minimal reproduction of the bug xfailed above, pinned down to the single input value."""
+    """On signed data with exact zeros LightGBM splits at -float32(1e-35), and reads any
+    |x| <= float32(1e-35) as 0.0; the SQL must too, down to the band's negative edge."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=500)
     x[np.abs(x) < 0.3] = 0.0
@@ -422,7 +410,7 @@ def test_lightgbm_negative_zero_threshold_minimal() -> None:
     sql_scores = dict(con.execute(to_sql(model, "t", key="k")).fetchall())
     assert abs(sql_scores[0] - lib[1]) <= PARITY_TOLERANCE
     assert abs(sql_scores[1] - lib[1]) <= PARITY_TOLERANCE
-    # ... but not at the band's negative edge (this is the assertion that fails).
+    # ... and at the band's negative edge, which LightGBM also reads as 0.0.
     assert abs(sql_scores[2] - lib[0]) <= PARITY_TOLERANCE
 
 
