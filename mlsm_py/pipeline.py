@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -12,9 +13,12 @@ import ibis
 import sqlglot
 from sqlglot import exp
 
-from mlsm_py.compile.assemblers import assemble
+from mlsm_py.compile.assemblers import Assembled, assemble
 from mlsm_py.compile.parity import ParityReport, check_parity, gate
+from mlsm_py.compile.parity_python import check_parity_python
+from mlsm_py.compile.path import choose_path
 from mlsm_py.dbt import runner, writer
+from mlsm_py.errors import SpecError, UnsupportedError
 from mlsm_py.registry import artifacts, store
 from mlsm_py.spec import Model, SummaryModel, check_project
 from mlsm_py.train.trainer import Fit, train
@@ -56,6 +60,28 @@ class CompiledFit:
     fit: Fit
     compiled: writer.CompiledModel
     parity: ParityReport
+    artifact: bytes
+    artifact_sha256: str
+
+
+def decide_path(m: Model, estimator: object) -> tuple[str, str, Assembled | None]:
+    """(path, reason, assembled): SQL where it can express the fit and is expected to be at
+    least as fast; the Python-model path otherwise, or where the definition says so."""
+    try:
+        assembled = assemble(estimator)
+    except UnsupportedError as e:
+        if m.scoring_path == "sql":
+            raise
+        return "python", f"SQL cannot express it: {e}", None
+    if assembled.task == "multiclass":
+        raise SpecError(
+            f"model {m.name!r}: a lead score is one number per record; {type(estimator).__name__} "
+            f"has {len(assembled.classes)} classes. Use mlsm_py.to_sql for multiclass models."
+        )
+    if m.scoring_path != "auto":
+        return m.scoring_path, "declared in the model definition", assembled
+    choice = choose_path(estimator, assembled)
+    return choice.path, choice.reason, assembled
 
 
 def build_features(p: Project) -> runner.BuildOutcome:
@@ -87,15 +113,24 @@ def compile_all(p: Project, fits: Sequence[Fit], say: Callable[[str], None] = pr
         raw = con.con  # the DuckDB connection behind ibis: parity runs in the warehouse itself
         for fit in fits:
             m = fit.model
-            assembled = assemble(fit.estimator)
-            report = check_parity(fit.estimator, raw, fit.holdout)
+            path, reason, assembled = decide_path(m, fit.estimator)
+            data, sha = artifacts.dumps(fit.estimator)
+            if path == "sql":
+                assert assembled is not None
+                report = check_parity(fit.estimator, raw, fit.holdout)
+            else:
+                report = check_parity_python(fit.estimator, raw, fit.holdout)
             say(
-                f"  {m.name}: parity over {report.rows_checked:,} rows "
+                f"  {m.name}: {path} path ({reason}); parity over {report.rows_checked:,} rows "
                 f"(holdout + adversarial), max |diff| {report.max_abs_diff:.2e}"
             )
             gate(m.name, m.version, report)
-            compiled = writer.compile_for_dbt(m, assembled, fit.estimator_name)
-            out.append(CompiledFit(fit, compiled, report))
+            if path == "sql":
+                compiled = writer.compile_for_dbt(m, assembled, fit.estimator_name)
+                compiled = dataclasses.replace(compiled, path_reason=reason)
+            else:
+                compiled = writer.compile_for_dbt_python(m, fit.estimator_name, sha, reason)
+            out.append(CompiledFit(fit, compiled, report, data, sha))
     return out
 
 
@@ -106,7 +141,8 @@ def register(p: Project, compiled: Sequence[CompiledFit]) -> list[store.FitRecor
     for c in compiled:
         m = c.fit.model
         path = p.artifacts_dir / m.name / f"v{m.version}" / f"{c.compiled.fit_id}.skops"
-        sha = artifacts.save(c.fit.estimator, path)
+        artifacts.write(c.artifact, path)
+        sha = c.artifact_sha256
         records.append(
             store.FitRecord(
                 model_name=m.name,
@@ -122,6 +158,7 @@ def register(p: Project, compiled: Sequence[CompiledFit]) -> list[store.FitRecor
                 artifact_path=str(path),
                 artifact_sha256=sha,
                 sql_sha256=hashlib.sha256(c.compiled.sql.encode()).hexdigest(),
+                scoring_path=c.compiled.path,
             )
         )
     with p.connect() as con:

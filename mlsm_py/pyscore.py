@@ -8,6 +8,7 @@ reduced to the key plus the output columns, the same columns the SQL path yields
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -72,23 +73,54 @@ def output_columns(estimator: Any) -> list[str]:
     return ["score"]
 
 
-def predict(estimator: Any, df: pd.DataFrame) -> dict[str, pa.Array]:
-    task = task_of(estimator)
+def _predict_array(estimator: Any, df: pd.DataFrame, task: str) -> np.ndarray:
+    """(rows, k) float64: the positive-class probability, decision, prediction or every class's
+    probability."""
     with warnings.catch_warnings():
+        # Extreme values overflow float32 inside the library; the rows are still scored.
         warnings.simplefilter("ignore", RuntimeWarning)
         if task == "classifier":
-            return {"score": pa.array(estimator.predict_proba(df)[:, 1], pa.float64())}
+            return np.asarray(estimator.predict_proba(df), dtype="float64")[:, 1:2]
         if task == "decision":
-            return {"score": pa.array(estimator.decision_function(df), pa.float64())}
+            return np.asarray(estimator.decision_function(df), dtype="float64").reshape(-1, 1)
         if task == "regressor":
-            return {"score": pa.array(np.ravel(estimator.predict(df)), pa.float64())}
-        proba = estimator.predict_proba(df)
-        names = output_columns(estimator)
-        out = {n: pa.array(proba[:, j], pa.float64()) for j, n in enumerate(names[:-1])}
+            return np.asarray(estimator.predict(df), dtype="float64").reshape(len(df), -1)[:, :1]
+        return np.asarray(estimator.predict_proba(df), dtype="float64")
+
+
+def predict(estimator: Any, df: pd.DataFrame) -> dict[str, pa.Array]:
+    """Output columns for a frame. Rows the library refuses (scikit-learn raises on +-inf or
+    values beyond float32) get NULL outputs, so the score checks downstream name them; the rest
+    of the batch is scored."""
+    task = task_of(estimator)
+    names = output_columns(estimator)
+    width = len(names) - 1 if task == "multiclass" else 1
+    numeric = df.select_dtypes(include="number")
+    odd = (
+        ~np.all(np.isnan(numeric.to_numpy()) | (np.abs(numeric.to_numpy()) < 3.0e38), axis=1)
+        if numeric.shape[1]
+        else np.zeros(len(df), dtype=bool)
+    )
+    values = np.full((len(df), width), np.nan)
+    ok = np.flatnonzero(~odd)
+    if len(ok):
+        values[ok] = _predict_array(estimator, df.iloc[ok] if odd.any() else df, task)
+    for i in np.flatnonzero(odd):
+        # The library raises on such a row (e.g. +-inf for scikit-learn): it stays NULL.
+        with contextlib.suppress(ValueError):
+            values[i] = _predict_array(estimator, df.iloc[[i]], task)[0]
+    refused = np.isnan(values).all(axis=1)
+    out = {
+        n: pa.array(values[:, j], pa.float64(), mask=refused) for j, n in enumerate(names[:width])
+    }
+    if task == "multiclass":
         labels = [class_label(c) for c in estimator.classes_]
         # Same first-maximum rule as the SQL path's predicted_class.
-        out["predicted_class"] = pa.array([labels[i] for i in np.argmax(proba, axis=1)])
-        return out
+        best = np.argmax(np.where(np.isnan(values), -np.inf, values), axis=1)
+        out["predicted_class"] = pa.array(
+            [None if r else labels[i] for i, r in zip(best, refused, strict=True)]
+        )
+    return out
 
 
 def score_batches(

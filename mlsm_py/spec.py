@@ -11,6 +11,7 @@ from mlsm_py.errors import SpecError
 
 NAME_RULE = re.compile(r"[a-z][a-z0-9_]*")
 STATUSES = ("draft", "live")
+SCORING_PATHS = ("auto", "sql", "python")
 FIELD_TYPES = ("double", "integer", "category")
 
 
@@ -82,9 +83,17 @@ class Model:
     estimator: Any
     split: TimeSplit
     description: str = ""
+    # "auto": SQL when it can express the fit and is expected to be faster, else a dbt Python
+    # model; "sql" / "python" force one path ("sql" fails if SQL cannot express the estimator).
+    scoring_path: Literal["auto", "sql", "python"] = "auto"
 
     def __post_init__(self) -> None:
         check_name("model", self.name)
+        if self.scoring_path not in SCORING_PATHS:
+            raise SpecError(
+                f"model {self.name!r}: scoring_path {self.scoring_path!r} is not one of "
+                f"{', '.join(SCORING_PATHS)}"
+            )
         check_name("feature relation", self.features)
         if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
             raise SpecError(f"model {self.name!r}: version must be a positive integer")

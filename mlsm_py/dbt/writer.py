@@ -33,12 +33,19 @@ class CompiledModel:
 
     model: Model
     fit_id: str
-    sql: str  # dbt-ready: Jinja-inert, source relation as ref()
+    sql: str  # dbt-ready: Jinja-inert, source relation as ref(); the Python source on that path
     estimator: str
+    path: str = "sql"  # "sql" or "python" (a dbt Python model scoring with the library)
+    path_reason: str = ""
+    artifact_sha256: str | None = None  # python path: the artifact the model loads
 
     @property
     def dbt_name(self) -> str:
         return f"score__{self.model.name}"
+
+    @property
+    def suffix(self) -> str:
+        return ".py" if self.path == "python" else ".sql"
 
 
 def jinja_inert(text: str) -> str:
@@ -65,6 +72,44 @@ def compile_for_dbt(model: Model, assembled: Assembled, estimator_name: str) -> 
     return CompiledModel(model, fit_id, sql, estimator_name)
 
 
+def compile_for_dbt_python(
+    model: Model, estimator_name: str, artifact_sha256: str, reason: str
+) -> CompiledModel:
+    """A dbt Python model that scores `model.features` with the registered artifact. dbt does not
+    render Python models with Jinja; every value is written with repr()."""
+    fit_id = hashlib.sha256(
+        f"{model.name}\n{model.version}\npython\n{artifact_sha256}".encode()
+    ).hexdigest()[:16]
+    constants = {
+        "model_name": model.name,
+        "model_version": model.version,
+        "model_status": model.status,
+    }
+    body = "\n".join(
+        [
+            "from mlsm_py.dbt.python_model import score_model",
+            "",
+            f"FIT_ID = {fit_id!r}",
+            f"ARTIFACT_SHA256 = {artifact_sha256!r}",
+            "",
+            "",
+            "def model(dbt, session):",
+            '    dbt.config(materialized="table")',
+            "    return score_model(",
+            "        session,",
+            f"        dbt.ref({model.features!r}),",
+            "        fit_id=FIT_ID,",
+            "        artifact_sha256=ARTIFACT_SHA256,",
+            f"        key={model.key!r},",
+            f"        constants={constants!r},",
+            "    )",
+        ]
+    )
+    return CompiledModel(
+        model, fit_id, body, estimator_name, "python", reason, artifact_sha256
+    )
+
+
 def _header(lines: Sequence[str], comment: str) -> str:
     first = f"{comment} {MARK} {__version__}. Do not edit by hand: run `mlsm demo` to regenerate."
     return "\n".join([first, *(f"{comment} {ln}" for ln in lines)]) + "\n"
@@ -73,7 +118,7 @@ def _header(lines: Sequence[str], comment: str) -> str:
 def clean_generated(project_dir: Path) -> None:
     for folder in (SCORES_DIR, FEATURES_DIR, MARTS_DIR):
         for path in sorted((project_dir / folder).glob("*")):
-            if path.suffix in (".sql", ".yml") and MARK in path.read_text().split("\n", 1)[0]:
+            if path.suffix in (".sql", ".yml", ".py") and MARK in path.read_text().split("\n", 1)[0]:
                 path.unlink()
 
 
@@ -177,15 +222,19 @@ def write_scoring(
     yml_models = []
     for c in sorted(compiled, key=lambda c: c.model.name):
         m = c.model
-        header = _header(
-            [
-                f"model: {m.name} v{m.version} ({m.status}); reads {m.features}; key {m.key}",
-                f"fit: {c.fit_id}; estimator: {c.estimator}; scoring path: sql",
-                f"sql sha256: {hashlib.sha256(c.sql.encode()).hexdigest()}",
-            ],
-            "--",
-        )
-        path = out_dir / f"{c.dbt_name}.sql"
+        reason = f" ({c.path_reason})" if c.path_reason else ""
+        lines = [
+            f"model: {m.name} v{m.version} ({m.status}); reads {m.features}; key {m.key}",
+            f"fit: {c.fit_id}; estimator: {c.estimator}; scoring path: {c.path}{reason}",
+        ]
+        if c.path == "python":
+            lines.append(f"artifact sha256: {c.artifact_sha256} (checked before loading)")
+        else:
+            lines.append(f"sql sha256: {hashlib.sha256(c.sql.encode()).hexdigest()}")
+        header = _header(lines, "#" if c.path == "python" else "--")
+        for stale in (out_dir / f"{c.dbt_name}.sql", out_dir / f"{c.dbt_name}.py"):
+            stale.unlink(missing_ok=True)
+        path = out_dir / f"{c.dbt_name}{c.suffix}"
         path.write_text(header + "\n" + c.sql + "\n")
         written.append(path)
         yml_models.append(_score_model_yml(c, key))

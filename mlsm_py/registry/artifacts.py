@@ -11,15 +11,31 @@ import skops.io as sio
 from mlsm_py.errors import ArtifactError
 
 # Types an artifact may hold beyond skops' defaults: only the libraries we compile.
-TRUSTED_PREFIXES = ("sklearn.", "lightgbm.", "numpy.", "collections.OrderedDict")
+TRUSTED_PREFIXES = (
+    "sklearn.",
+    "lightgbm.",
+    "xgboost.",
+    "numpy.",
+    "collections.OrderedDict",
+)
+
+
+def dumps(estimator: Any) -> tuple[bytes, str]:
+    """The artifact's bytes and their sha256."""
+    data = sio.dumps(estimator)
+    return data, hashlib.sha256(data).hexdigest()
 
 
 def save(estimator: Any, path: Path) -> str:
     """Write the artifact and return its sha256."""
-    data = sio.dumps(estimator)
+    data, sha = dumps(estimator)
+    write(data, path)
+    return sha
+
+
+def write(data: bytes, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
 
 
 def load(path: Path, sha256: str) -> Any:
