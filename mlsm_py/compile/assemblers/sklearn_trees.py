@@ -42,11 +42,16 @@ def _split_test(x: ast.Expr, threshold: float, missing_left: bool) -> ast.BoolEx
     return goes_left
 
 
-def tree_expr(tree, inputs: list[ast.Expr], leaf: np.ndarray) -> ast.Expr:
-    """The tree as nested IF expressions; `leaf[node]` is the output at each leaf node."""
+def tree_expr(
+    tree, inputs: list[ast.Expr], leaf: np.ndarray, *, route_missing: bool = True
+) -> ast.Expr:
+    """The tree as nested IF expressions; `leaf[node]` is the output at each leaf node.
+
+    `route_missing=False` ignores `missing_go_to_left` (a NULL takes the right branch): for
+    estimators that refuse NaN and guard NULL inputs themselves (GradientBoosting)."""
     left, right = tree.children_left, tree.children_right
     feature, threshold = tree.feature, tree.threshold
-    missing_left = getattr(tree, "missing_go_to_left", None)
+    missing_left = getattr(tree, "missing_go_to_left", None) if route_missing else None
     xs = [ast.as_double(x) for x in inputs]
 
     def build(node: int) -> ast.Expr:
@@ -66,22 +71,31 @@ def _check_inputs(model, inputs: list[ast.Expr]) -> None:
         )
 
 
-def _positive_leaf_proba(model, tree) -> np.ndarray:
-    if len(model.classes_) != 2 or getattr(model, "n_outputs_", 1) != 1:
-        raise UnsupportedError(
-            f"not supported: {type(model).__name__} with {len(model.classes_)} classes "
-            "(binary only in this release)"
-        )
-    # Same normalisation as DecisionTreeClassifier.predict_proba.
-    value = tree.value[:, 0, :]
-    total = value.sum(axis=1)
-    total[total == 0.0] = 1.0
-    return value[:, 1] / total
+def _leaf_probas(model, tree) -> np.ndarray:
+    """(nodes, classes): each node's class probabilities exactly as predict_proba returns them.
+
+    Since scikit-learn 1.4 a classifier tree stores class fractions in `value` and
+    DecisionTreeClassifier.predict_proba returns them without renormalising (1.7.2:
+    `self.tree_.predict(X)[:, :n_classes_]`); dividing by the row sum again would move a
+    probability by an ulp."""
+    if getattr(model, "n_outputs_", 1) != 1:
+        raise UnsupportedError(f"not supported: multi-output {type(model).__name__}")
+    return np.asarray(tree.value[:, 0, : len(model.classes_)], dtype="float64")
 
 
-def tree_classifier(model, inputs: list[ast.Expr]) -> ast.Expr:
+def _per_class(model, probas: np.ndarray) -> list[np.ndarray] | np.ndarray:
+    """Binary: the positive class's column; multiclass: one column per class."""
+    if len(model.classes_) == 2:
+        return probas[:, 1]
+    return [probas[:, k] for k in range(len(model.classes_))]
+
+
+def tree_classifier(model, inputs: list[ast.Expr]) -> ast.Expr | list[ast.Expr]:
     _check_inputs(model, inputs)
-    return tree_expr(model.tree_, inputs, _positive_leaf_proba(model, model.tree_))
+    leaves = _per_class(model, _leaf_probas(model, model.tree_))
+    if isinstance(leaves, list):
+        return [tree_expr(model.tree_, inputs, leaf) for leaf in leaves]
+    return tree_expr(model.tree_, inputs, leaves)
 
 
 def tree_regressor(model, inputs: list[ast.Expr]) -> ast.Expr:
@@ -92,23 +106,27 @@ def tree_regressor(model, inputs: list[ast.Expr]) -> ast.Expr:
 
 
 def _mean_of_trees(trees: list[ast.Expr]) -> ast.Expr:
-    # Each tree becomes its own column; the forest averages the columns in estimator order.
+    # Each tree becomes its own column; the forest sums the columns in estimator order (as
+    # predict_proba accumulates them into zeros) and divides by the number of trees.
     cols = [ast.IdExpr(t, to_reuse=True) for t in trees]
     return ast.BinNumExpr(ast.add_all(cols), ast.num(len(cols)), ast.BinNumOpType.DIV)
 
 
-def forest_classifier(model, inputs: list[ast.Expr]) -> ast.Expr:
+def forest_classifier(model, inputs: list[ast.Expr]) -> ast.Expr | list[ast.Expr]:
     _check_inputs(model, inputs)
-    trees = [
-        tree_expr(est.tree_, inputs, _positive_leaf_proba(model, est.tree_))
-        for est in model.estimators_
+    leaves = [_per_class(model, _leaf_probas(model, est.tree_)) for est in model.estimators_]
+    trees = [est.tree_ for est in model.estimators_]
+    if len(model.classes_) == 2:
+        return _mean_of_trees([tree_expr(t, inputs, v) for t, v in zip(trees, leaves, strict=True)])
+    return [
+        _mean_of_trees([tree_expr(t, inputs, v[k]) for t, v in zip(trees, leaves, strict=True)])
+        for k in range(len(model.classes_))
     ]
-    return _mean_of_trees(trees)
 
 
 def forest_regressor(model, inputs: list[ast.Expr]) -> ast.Expr:
     _check_inputs(model, inputs)
     if model.n_outputs_ != 1:
         raise UnsupportedError(f"not supported: multi-output {type(model).__name__}")
-    trees = [tree_expr(est.tree_, inputs, est.tree_.value[:, 0, 0]) for est in model.estimators_]
-    return _mean_of_trees(trees)
+    trees = [est.tree_ for est in model.estimators_]
+    return _mean_of_trees([tree_expr(t, inputs, t.value[:, 0, 0]) for t in trees])
