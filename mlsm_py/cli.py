@@ -29,10 +29,9 @@ def _say(msg: str) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from models_py import MODELS, SUMMARIES
-
     from mlsm_py import pipeline
     from mlsm_py.demo.data import generate_leads, load_leads
+    from models_py import MODELS, SUMMARIES
 
     t0 = time.perf_counter()
     p = pipeline.Project(
@@ -53,7 +52,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _say("[4/6] compiling to SQL and proving parity in the warehouse")
     compiled = pipeline.compile_all(p, fits, _say)
     records = pipeline.register(p, compiled)
-    _say(f"      registered {len(records)} fits in mlsm_registry.fits; artifacts: {p.artifacts_dir}")
+    _say(
+        f"      registered {len(records)} fits in mlsm_registry.fits; artifacts: {p.artifacts_dir}"
+    )
     paths = pipeline.write_models(p, compiled)
     _say(f"      wrote {len(paths)} generated dbt files under {p.project_dir / 'models'}")
     _say("[5/6] dbt build: scores -> winners -> score checks -> published tables")
@@ -84,12 +85,28 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from mlsm_py import verify
+    from models_py import MODELS
+
+    by_name = {m.name: m for m in MODELS}
+    if args.model not in by_name:
+        raise MlsmError(f"unknown model {args.model!r}; defined: {', '.join(sorted(by_name))}")
+    if args.fuzz < 0:
+        raise MlsmError("--fuzz must be 0 or more rows")
+    result = verify.verify(
+        by_name[args.model], verify.warehouse_path(args.warehouse), args.fuzz, args.seed, _say
+    )
+    return 0 if result.passed else 1
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mlsm", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--warehouse", help="DuckDB file (default: $MLSM_WAREHOUSE or "
-                        "warehouse/mlsm.duckdb)")
+    common.add_argument(
+        "--warehouse", help="DuckDB file (default: $MLSM_WAREHOUSE or warehouse/mlsm.duckdb)"
+    )
     common.add_argument("--project-dir", help="dbt project (default: ./dbt_project)")
     demo = sub.add_parser("demo", parents=[common], help="run the end-to-end demo")
     demo.add_argument("--rows", type=int, default=100_000, help="synthetic leads (default 100000)")
@@ -97,6 +114,17 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     build = sub.add_parser("build", parents=[common], help="dbt build with a checked summary")
     build.set_defaults(func=cmd_build)
+    verify = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="re-run the parity gate for a registered fit, optionally on N fuzzed rows",
+    )
+    verify.add_argument("model", help="model name, as defined in models_py")
+    verify.add_argument(
+        "--fuzz", type=int, default=0, metavar="N", help="also check N generated rows (default 0)"
+    )
+    verify.add_argument("--seed", type=int, default=0, help="fuzz seed (default 0)")
+    verify.set_defaults(func=cmd_verify)
     return ap
 
 
@@ -104,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     # ColumnTransformer hands LightGBM a numpy array; names were checked one step earlier.
     warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
     args = parser().parse_args(argv)
-    if getattr(args, "rows", 1) < 1000:
+    if getattr(args, "rows", 1000) < 1000:
         print("mlsm: error: --rows must be at least 1000", file=sys.stderr)
         return 2
     try:

@@ -18,9 +18,21 @@ def test_demo_end_to_end(tmp_path):
     project = copy_project(tmp_path)
     env = {**os.environ, "MLSM_WAREHOUSE": str(tmp_path / "wh" / "demo.duckdb")}
     out = subprocess.run(
-        [sys.executable, "-m", "mlsm_py.cli", "demo", "--rows", "3000",
-         "--project-dir", str(project)],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mlsm_py.cli",
+            "demo",
+            "--rows",
+            "3000",
+            "--project-dir",
+            str(project),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
@@ -33,6 +45,30 @@ def test_demo_end_to_end(tmp_path):
     assert len(top) == 10
     assert not any("lead_extra_trees" in line for line in top)  # the draft never wins
     assert (project / "models" / "scores" / "score__lead_lgbm.sql").is_file()
+
+    # `mlsm verify` re-runs the gate on the registered fit, plus fuzzed rows.
+    verify = subprocess.run(
+        [sys.executable, "-m", "mlsm_py.cli", "verify", "lead_lgbm", "--fuzz", "5000"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert verify.returncode == 0, verify.stderr[-3000:]
+    assert "artifact sha256 verified" in verify.stdout
+    assert "fuzzed: 5,000 rows checked" in verify.stdout
+    assert "0 rows above tolerance" in verify.stdout and "parity holds" in verify.stdout
+    unknown = subprocess.run(
+        [sys.executable, "-m", "mlsm_py.cli", "verify", "no_such_model"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert unknown.returncode == 1
+    assert "unknown model 'no_such_model'" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_rows_too_small_is_a_usage_error(capsys):
@@ -52,8 +88,15 @@ def test_parity_failure_stops_before_writing(tmp_path, monkeypatch, capsys):
     # neighbours the wrong way, which the gate must catch.
     monkeypatch.setattr(sklearn_trees, "float32_split", lambda t: (t, True))
     code = cli.main(
-        ["demo", "--rows", "3000", "--project-dir", str(project),
-         "--warehouse", str(tmp_path / "wh.duckdb")]
+        [
+            "demo",
+            "--rows",
+            "3000",
+            "--project-dir",
+            str(project),
+            "--warehouse",
+            str(tmp_path / "wh.duckdb"),
+        ]
     )
     err = capsys.readouterr().err
     assert code == 1
