@@ -74,7 +74,49 @@ def _dump(model: Any) -> dict:
                 f"not supported: {type(model).__name__}(linear_tree=True); only constant "
                 "leaves are compiled"
             )
+    _restore_clamped_thresholds(booster, dump)
     return dump
+
+
+# The JSON dump writes thresholds through Common::AvoidInf, which clamps |t| >= 1e300 to
+# +-1e300; the booster compares with the real value (+inf for "every non-missing value goes
+# left"), which the model string keeps. +inf <= inf is true, +inf <= 1e300 is not.
+CLAMPED = 1e300
+
+
+def _numerical_nodes(node: dict):
+    if "leaf_value" in node:
+        return
+    if node["decision_type"] == "<=":
+        yield node
+    yield from _numerical_nodes(node["left_child"])
+    yield from _numerical_nodes(node["right_child"])
+
+
+def _restore_clamped_thresholds(booster: Any, dump: dict) -> None:
+    clamped = [
+        (info["tree_index"], node)
+        for info in dump["tree_info"]
+        for node in _numerical_nodes(info["tree_structure"])
+        if abs(float(node["threshold"])) >= CLAMPED
+    ]
+    if not clamped:
+        return
+    exact = _model_string_thresholds(booster.model_to_string(num_iteration=booster.best_iteration))
+    for tree_index, node in clamped:
+        node["threshold"] = exact[tree_index][node["split_index"]]
+
+
+def _model_string_thresholds(text: str) -> dict[int, list[float]]:
+    """Tree index -> its `threshold=` array, as written in the model string."""
+    out: dict[int, list[float]] = {}
+    tree = None
+    for line in text.splitlines():
+        if line.startswith("Tree="):
+            tree = int(line[len("Tree=") :])
+        elif line.startswith("threshold=") and tree is not None:
+            out[tree] = [float(v) for v in line[len("threshold=") :].split()]
+    return out
 
 
 def _is_linear(node: dict) -> bool:
