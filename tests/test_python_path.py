@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pytest
 from sklearn.impute import SimpleImputer
 from sklearn.neighbors import KNeighborsClassifier
@@ -19,10 +18,9 @@ from mlsm_py import pipeline
 from mlsm_py.compile.parity_python import check_parity_python
 from mlsm_py.demo.data import generate_leads, load_leads
 from mlsm_py.errors import BuildError
-from mlsm_py.frames import model_frame
 from models_py import MODELS, SUMMARIES
 from models_py.leads import _columns
-from tests.helpers import copy_project
+from tests.helpers import copy_project, published_vs_library
 
 pytestmark = pytest.mark.dbt
 ROWS = 3000
@@ -104,24 +102,8 @@ def test_paths_are_chosen_and_recorded(built):
 def test_python_path_scores_equal_library(built):
     """Every row of the feature table, scored in dbt, equals the library's predict_proba."""
     p, compiled, _ = built
-    con = duckdb.connect(str(p.warehouse))
-    try:
-        features = con.execute("select * from lead_features order by lead_id").df()
-        for name in ("lead_forest", "lead_knn"):
-            fit = compiled[name].fit
-            got = con.execute(
-                "select score from published.scores where model_name = ? order by lead_id",
-                [name],
-            ).fetchnumpy()["score"]
-            types = {
-                n: ("string" if features[n].dtype == object else "double")
-                for n in fit.estimator.feature_names_in_
-            }
-            expected = fit.estimator.predict_proba(model_frame(features, types))[:, 1]
-            assert len(got) == ROWS
-            assert np.max(np.abs(got - expected)) <= TOLERANCE
-    finally:
-        con.close()
+    diffs = published_vs_library(p.warehouse, [c.fit for c in compiled.values()])
+    assert max(diffs.values()) <= TOLERANCE, diffs
 
 
 def test_python_path_passed_the_parity_gate(built):
