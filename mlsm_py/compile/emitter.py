@@ -34,6 +34,7 @@ DIALECTS = ("duckdb", "postgres", "spark")
 # exp() overflow and underflow, DuckDB returns inf).
 SIGMOID_HIGH = 40.0
 SIGMOID_LOW = -700.0
+SMALLEST_NORMAL = sys.float_info.min  # 2.2250738585072014e-308
 
 
 @dataclass
@@ -77,7 +78,13 @@ class SqlEmitter:
             text += "E0"
         lit: exp.Expression = exp.Literal.number(text)
         # sqlglot spaces binary operators, so "a - -1.5E0" never becomes a "--" comment.
-        return exp.Neg(this=lit) if math.copysign(1.0, value) < 0 else lit
+        lit = exp.Neg(this=lit) if math.copysign(1.0, value) < 0 else lit
+        if self.dialect == "postgres":
+            # PostgreSQL reads 1.5E0 as NUMERIC: CASEs of leaves and literal-only arithmetic
+            # would be exact decimal, not float64. The cast goes through the shortest
+            # round-trip text, so it gives the same double (docs/decisions/0012-engines.md).
+            return exp.cast(lit, self.double_type())
+        return lit
 
     # -- the statement -----------------------------------------------------------------------
     def select(
@@ -93,11 +100,7 @@ class SqlEmitter:
             exp.alias_(self._visit(e, state), self._output_name(n))
             for n, e in assembled.outputs()
         ]
-        for name in state.inputs:
-            if name.startswith(REUSE_PREFIX):
-                raise UnsupportedError(f"input column {name!r} uses the reserved prefix")
-        if key is not None and key in state.inputs:
-            raise UnsupportedError(f"key column {key!r} is also a model input")
+        check_names(list(state.inputs), key)
         source = exp.to_table(table) if isinstance(table, str) else table
         key_col = [self._col(key)] if key is not None else []
         input_cols = [self._typed_input(n, t) for n, t in sorted(state.inputs.items())]
@@ -134,13 +137,18 @@ class SqlEmitter:
         constants: dict[str, str | int] | None = None,
     ) -> str:
         tree = self.select(assembled, table, key, constants)
+        tree, multiline = _protect_multiline_identifiers(tree)
         # Left-deep sums of many trees recurse deeply in sqlglot's generator.
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(limit, 20000))
         try:
-            return tree.sql(dialect=self.dialect, pretty=True, normalize_functions="lower")
+            sql = tree.sql(dialect=self.dialect, pretty=True, normalize_functions="lower")
         finally:
             sys.setrecursionlimit(limit)
+        for token, original in multiline.items():
+            quoted = exp.to_identifier(original, quoted=True).sql(dialect=self.dialect)
+            sql = sql.replace(token, quoted)
+        return sql
 
     @staticmethod
     def _output_name(name: str) -> exp.Identifier:
@@ -160,9 +168,25 @@ class SqlEmitter:
             # NaN = NaN holds on DuckDB, PostgreSQL and Spark alike.
             nan = exp.cast(exp.Literal.string("NaN"), self.double_type())
             typed = exp.func("nullif", exp.cast(col, self.double_type()), nan)
+            if self.dialect == "postgres":
+                typed = self._flush_subnormal(typed)
         else:
             typed = exp.cast(col, exp.DataType.build("varchar"))
         return exp.alias_(typed, exp.to_identifier(name, quoted=True))
+
+    def _flush_subnormal(self, value: exp.Expression) -> exp.Expression:
+        # PostgreSQL raises "value out of range: underflow" when a product of non-zero doubles
+        # rounds to zero, e.g. coef 5e-5 * 1e-320, where numpy gives 0. Subnormal inputs are read
+        # as 0: the libraries that cast to float32 (scikit-learn trees, XGBoost) and LightGBM's
+        # zero band read them as 0 already, and for a linear term the change is below 1e-300.
+        return (
+            exp.Case()
+            .when(
+                exp.LT(this=exp.Abs(this=value.copy()), expression=self.number(SMALLEST_NORMAL)),
+                self.number(0.0),
+            )
+            .else_(value)
+        )
 
     def _visit(self, node: ast.Expr, state: _State) -> exp.Expression:
         method = getattr(self, f"visit_{type(node).__name__}", None)
@@ -341,6 +365,48 @@ class SqlEmitter:
             .when(exp.LT(this=z.copy(), expression=self.number(SIGMOID_LOW)), zero.copy())
             .else_(neg)
         )
+
+
+def check_names(inputs: list[str], key: str | None) -> None:
+    """Refuse input names the SQL cannot keep apart. DuckDB, Spark (and dbt's relations)
+    compare identifiers case-insensitively even when quoted, so two names that differ only in
+    case, or a name in the reserved prefix in any case, would silently read the wrong column."""
+    seen: dict[str, str] = {}
+    for name in [*inputs, *([key] if key is not None else [])]:
+        if name != key and name.lower().startswith(REUSE_PREFIX):
+            raise UnsupportedError(
+                f"input column {name!r} uses the reserved prefix {REUSE_PREFIX!r} (in any case)"
+            )
+        other = seen.get(name.lower())
+        if other is not None and name == key:
+            raise UnsupportedError(f"key column {key!r} is also a model input ({other!r})")
+        if other is not None:
+            raise UnsupportedError(
+                f"input columns {other!r} and {name!r} differ only in case; warehouses compare "
+                "identifiers case-insensitively, rename one of them"
+            )
+        seen[name.lower()] = name
+
+
+def _protect_multiline_identifiers(
+    tree: exp.Expression,
+) -> tuple[exp.Expression, dict[str, str]]:
+    """sqlglot's pretty printer indents every line it prints, including the continuation lines
+    of a quoted identifier that holds a newline, which renames the column. Such identifiers are
+    printed as placeholder tokens and put back, quoted, after printing."""
+    mapping: dict[str, str] = {}
+    if not any("\n" in i.name or "\r" in i.name for i in tree.find_all(exp.Identifier)):
+        return tree, mapping
+    tree = tree.copy()
+    tokens: dict[str, str] = {}
+    for ident in tree.find_all(exp.Identifier):
+        if "\n" in ident.name or "\r" in ident.name:
+            token = tokens.setdefault(ident.name, f"__mlsm_multiline_{len(tokens)}__")
+            mapping[f'"{token}"'] = ident.name
+            mapping[f"`{token}`"] = ident.name
+            ident.set("this", token)
+            ident.set("quoted", True)
+    return tree, mapping
 
 
 def parse_check(sql: str, dialect: str) -> None:
