@@ -15,7 +15,7 @@ from lightgbm import LGBMClassifier, LGBMRegressor
 
 import mlsm_py.compile.assemblers.lightgbm as lgbm_asm
 from mlsm_py.compile.assemblers import assemble
-from mlsm_py.compile.assemblers.lightgbm import ZERO_THRESHOLD
+from mlsm_py.compile.assemblers.lightgbm import ZERO_THRESHOLD, pandas_categories
 from mlsm_py.compile.emitter import SqlEmitter
 from mlsm_py.compile.parity import (
     ROW_KEY,
@@ -96,6 +96,8 @@ CODE_PROBES = [
 pytestmark = [
     # LightGBM warns on the negative / huge category codes the gate and the probes feed it.
     pytest.mark.filterwarnings("ignore::UserWarning"),
+    # The gate's float32 neighbours of a +-1e300 value overflow to inf; that is the point.
+    pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning"),
 ]
 
 
@@ -262,6 +264,27 @@ def test_zero_band_is_what_the_parity_catches(data, monkeypatch) -> None:
     assert any(0 < abs(worst[c]) <= ZERO_THRESHOLD for c in NUMERIC if worst[c] is not None)
 
 
+def test_threshold_the_dump_clamps_to_1e300_is_infinity(monkeypatch) -> None:
+    """A split that sends every non-missing value left has threshold +inf; the JSON dump
+    writes it as 1e300, and +inf <= 1e300 is false. The SQL uses the booster's +inf."""
+    rng = np.random.default_rng(SEED)
+    z, w = rng.normal(size=600), rng.normal(size=600)
+    missing = rng.uniform(size=600) < 0.2
+    z[missing] = np.nan
+    frame = pd.DataFrame({"z": z, "w": w})
+    y = 3.0 * missing + w + rng.normal(scale=0.1, size=600)
+    model = LGBMRegressor(**{**KW, "n_estimators": 3, "num_leaves": 4}).fit(frame, y)
+    assert any(float(n["threshold"]) == 1e300 for n in _nodes(model))
+    rows = [{"z": v, "w": 0.5} for v in (float("inf"), 1e300, 2e300, 5.0, None)]
+    report = check_parity(model, _con(), frame, tolerance=PARITY_TOLERANCE, extra_rows=rows)
+    _assert_parity(report, len(frame))
+
+    monkeypatch.setattr(lgbm_asm, "_restore_clamped_thresholds", lambda booster, dump: None)
+    report = check_parity(model, _con(), frame, tolerance=PARITY_TOLERANCE, extra_rows=rows)
+    assert not report.passed
+    assert report.worst_row["z"] in ("inf", 2e300)
+
+
 # -- categorical splits on integer codes -----------------------------------------------------
 
 CAT_KW = {**KW, "min_data_per_group": 20, "cat_smooth": 5.0, "max_cat_to_onehot": 2}
@@ -339,6 +362,9 @@ def _library_scores(model, frame: pd.DataFrame, task: str) -> np.ndarray:
     return model.predict(frame).reshape(-1, 1)
 
 
+HARNESS_KEY = "row_id"
+
+
 def _category_parity(model, holdout: pd.DataFrame, extra_rows: list[dict]) -> ParityReport:
     """The gate's rows (holdout + adversarial, hostile and unseen levels included) and its
     comparison, with the library fed the string columns as pandas `category` columns in the
@@ -355,19 +381,22 @@ def _category_parity(model, holdout: pd.DataFrame, extra_rows: list[dict]) -> Pa
     ]
     rows += adversarial_rows(assembled, rows[:5]) + extra_rows
     for i, row in enumerate(rows):
-        row[ROW_KEY] = i
+        row[HARNESS_KEY] = i
     frame = python_rows(rows, types)
-    for levels, name in zip(
-        model.booster_.pandas_categorical,
-        [c for c in holdout.columns if isinstance(holdout[c].dtype, pd.CategoricalDtype)],
-        strict=True,
-    ):
+    categories = pandas_categories(model)
+    assert list(categories) == [
+        c for c in holdout.columns if isinstance(holdout[c].dtype, pd.CategoricalDtype)
+    ]
+    for name, levels in categories.items():
         # Levels outside the training ones become NaN, as LightGBM's set_categories does.
         frame[name] = pd.Categorical(frame[name], categories=levels)
     expected = _library_scores(model, frame, assembled.task)
     con = _con()
-    con.register("rows", arrow_rows(rows, types, ROW_KEY))
-    table = con.execute(SqlEmitter("duckdb").render(assembled, "rows", ROW_KEY)).fetch_arrow_table()
+    con.register("rows", arrow_rows(rows, types, HARNESS_KEY))
+    sql = SqlEmitter("duckdb").render(assembled, "rows", HARNESS_KEY)
+    table = con.execute(sql).fetch_arrow_table()
+    # sql_outputs reads the row numbers from the gate's own key column.
+    table = table.rename_columns([ROW_KEY if c == HARNESS_KEY else c for c in table.column_names])
     got = sql_outputs(table, assembled, len(rows))
     return compare(rows, expected, got, PARITY_TOLERANCE, [n for n, _ in assembled.outputs()])
 

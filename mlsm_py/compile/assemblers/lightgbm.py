@@ -177,6 +177,16 @@ def _string_features(booster: Any, dump: dict) -> dict[int, list[str]]:
     return dict(zip(matches[0], (list(lv) for lv in levels_by_column), strict=True))
 
 
+def pandas_categories(model: Any) -> dict[str, list[str]]:
+    """Input column -> training levels, for each column a LightGBM model was fitted on as a
+    pandas `category` (read as a string column by the SQL). The library must be given these
+    columns as `pd.Categorical(values, categories=levels)`: it refuses plain strings."""
+    booster = model.booster_
+    dump = booster.dump_model(num_iteration=booster.best_iteration)
+    names = dump["feature_names"]
+    return {names[i]: levels for i, levels in _string_features(booster, dump).items()}
+
+
 # -- splits ----------------------------------------------------------------------------------
 
 
