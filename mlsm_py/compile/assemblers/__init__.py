@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from lightgbm import LGBMClassifier, LGBMRegressor
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -18,14 +18,49 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
+from sklearn.linear_model import (
+    ARDRegression,
+    BayesianRidge,
+    ElasticNet,
+    ElasticNetCV,
+    HuberRegressor,
+    Lars,
+    Lasso,
+    LassoCV,
+    LassoLars,
+    LinearRegression,
+    LogisticRegression,
+    LogisticRegressionCV,
+    Perceptron,
+    Ridge,
+    RidgeClassifier,
+    RidgeClassifierCV,
+    RidgeCV,
+    SGDClassifier,
+    SGDRegressor,
+)
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MaxAbsScaler,
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    RobustScaler,
+    StandardScaler,
+)
+from sklearn.svm import LinearSVC, LinearSVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from mlsm_py.compile import ast
+from mlsm_py.compile.assemblers import (
+    calibration,
+    linear,
+    preprocessing,
+    sklearn_boosting,
+    sklearn_trees,
+)
 from mlsm_py.compile.assemblers import lightgbm as lgbm
-from mlsm_py.compile.assemblers import linear, preprocessing, sklearn_boosting, sklearn_trees
 from mlsm_py.compile.assemblers import xgboost as xgb
 from mlsm_py.errors import UnsupportedError
 
@@ -36,17 +71,38 @@ TRANSFORMERS: dict[type, Callable[[Any, Columns], Columns]] = {
     FunctionTransformer: preprocessing.function_transformer,
     SimpleImputer: preprocessing.simple_imputer,
     StandardScaler: preprocessing.standard_scaler,
+    MinMaxScaler: preprocessing.min_max_scaler,
+    RobustScaler: preprocessing.robust_scaler,
+    MaxAbsScaler: preprocessing.max_abs_scaler,
     OneHotEncoder: preprocessing.one_hot_encoder,
+    OrdinalEncoder: preprocessing.ordinal_encoder,
 }
 
 # Final estimators map their input columns to one score expression, or to a list of one
 # probability expression per class for a multiclass classifier.
 ESTIMATORS: dict[type, Callable[[Any, list[ast.Expr]], ast.Expr | list[ast.Expr]]] = {
     LogisticRegression: linear.logistic_regression,
+    LogisticRegressionCV: linear.logistic_regression,
+    SGDClassifier: linear.sgd_classifier,
+    LinearSVC: linear.decision_only,
+    RidgeClassifier: linear.decision_only,
+    RidgeClassifierCV: linear.decision_only,
+    Perceptron: linear.decision_only,
     LinearRegression: linear.linear_regressor,
     Ridge: linear.linear_regressor,
+    RidgeCV: linear.linear_regressor,
     Lasso: linear.linear_regressor,
+    LassoCV: linear.linear_regressor,
     ElasticNet: linear.linear_regressor,
+    ElasticNetCV: linear.linear_regressor,
+    Lars: linear.linear_regressor,
+    LassoLars: linear.linear_regressor,
+    BayesianRidge: linear.linear_regressor,
+    ARDRegression: linear.linear_regressor,
+    HuberRegressor: linear.linear_regressor,
+    SGDRegressor: linear.linear_regressor,
+    LinearSVR: linear.linear_regressor,
+    CalibratedClassifierCV: calibration.calibrated_classifier,
     DecisionTreeClassifier: sklearn_trees.tree_classifier,
     DecisionTreeRegressor: sklearn_trees.tree_regressor,
     RandomForestClassifier: sklearn_trees.forest_classifier,
