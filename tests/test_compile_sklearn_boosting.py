@@ -27,7 +27,10 @@ from sklearn.preprocessing import OneHotEncoder
 from threadpoolctl import threadpool_limits
 
 from mlsm_py import to_sql
-from mlsm_py.compile.assemblers import assemble
+from mlsm_py.compile import ast
+from mlsm_py.compile.assemblers import Assembled, assemble
+from mlsm_py.compile.assemblers.sklearn_boosting import decision_function
+from mlsm_py.compile.emitter import SqlEmitter
 from mlsm_py.compile.parity import ParityReport, adversarial_rows, check_parity
 from mlsm_py.errors import UnsupportedError
 
@@ -561,3 +564,26 @@ def test_to_sql_multiclass_boosting_columns(data) -> None:
     got = {r[0]: r[-1] for r in result.fetchall()}
     predicted = model.predict(holdout[cols])
     assert [got[k] for k in holdout["lead_id"]] == predicted.tolist()
+
+
+@pytest.mark.parametrize("cls", [GradientBoostingClassifier, HistGradientBoostingClassifier])
+@pytest.mark.parametrize("target", ["bin", "str"], ids=["binary", "multiclass"])
+def test_decision_function_margins(data, cls, target: str) -> None:
+    # The raw margins a calibrating wrapper reads, compiled and run against decision_function.
+    train = data["train"]
+    ok = _complete(train).to_numpy()
+    kw = GB_KW if cls is GradientBoostingClassifier else HGB_KW
+    model = cls(**kw).fit(train[ok][NUMERIC], data[target][ok])
+    inputs = [ast.ColumnRef(n) for n in NUMERIC]
+    margins = decision_function(model, inputs)
+    margins = margins if isinstance(margins, list) else [margins]
+    holdout = data["holdout"][_complete(data["holdout"])][NUMERIC]
+    expected = model.decision_function(holdout).reshape(len(holdout), -1)
+    assert expected.shape[1] == len(margins)
+    con = _con()
+    con.register("leads", holdout.assign(k=np.arange(len(holdout))))
+    for j, margin in enumerate(margins):
+        sql = SqlEmitter().render(Assembled(tuple(NUMERIC), margin, "decision"), "leads", "k")
+        got = dict(con.execute(sql).fetchall())
+        diff = max(abs(got[i] - e) for i, e in enumerate(expected[:, j]))
+        assert diff <= PARITY_TOLERANCE

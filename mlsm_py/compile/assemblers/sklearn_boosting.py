@@ -307,6 +307,20 @@ def hgb_regressor(model, inputs: list[ast.Expr]) -> ast.Expr:
     )
 
 
+def decision_function(model, inputs: list[ast.Expr]) -> ast.Expr | list[ast.Expr]:
+    """What the classifier's `decision_function` returns: the raw margin (binary) or one raw
+    margin per class, for wrappers that calibrate it (CalibratedClassifierCV)."""
+    if isinstance(model, GradientBoostingClassifier):
+        _check_inputs(model, inputs)
+        raw = _margins(_gb_start(model), _gb_stages(model, inputs))
+        margins = [ast.IdExpr(_null_if_missing(inputs, m), to_reuse=True) for m in raw]
+    elif isinstance(model, HistGradientBoostingClassifier):
+        margins = [ast.IdExpr(m, to_reuse=True) for m in _hgb_margins(model, inputs)]
+    else:
+        raise UnsupportedError(f"not supported: decision_function of {type(model).__name__}")
+    return margins[0] if len(margins) == 1 else margins
+
+
 ESTIMATORS: dict[type, Callable[[Any, list[ast.Expr]], ast.Expr | list[ast.Expr]]] = {
     GradientBoostingClassifier: gb_classifier,
     GradientBoostingRegressor: gb_regressor,
