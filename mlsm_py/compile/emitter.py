@@ -137,6 +137,13 @@ class SqlEmitter:
         constants: dict[str, str | int] | None = None,
     ) -> str:
         tree = self.select(assembled, table, key, constants)
+        if self.dialect == "postgres":
+            # PostgreSQL inlines a CTE read once, substituting each column by its expression
+            # wherever it is read: a shared column read k times in each of n chained stages
+            # becomes k**n copies (an XGBoost float32-rounding chain planned into 23 GB and was
+            # OOM-killed). MATERIALIZED computes every stage once, as the layout intends.
+            for cte in tree.find_all(exp.CTE):
+                cte.set("materialized", True)
         tree, multiline = _protect_multiline_identifiers(tree)
         # Left-deep sums of many trees recurse deeply in sqlglot's generator.
         limit = sys.getrecursionlimit()

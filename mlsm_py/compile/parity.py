@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import Assembled, assemble
 from mlsm_py.compile.emitter import SqlEmitter
-from mlsm_py.errors import ParityError
+from mlsm_py.compile.engines import engine_for
+from mlsm_py.errors import ParityError, UnsupportedError
 from mlsm_py.frames import arrow_rows, python_rows
 
 # The SQL repeats the library's float64 arithmetic except for summation order and the form of
@@ -197,12 +199,15 @@ def check_parity(
     holdout: pd.DataFrame | None = None,
     *,
     tolerance: float = TOLERANCE,
-    dialect: str = "duckdb",
+    dialect: str | None = None,
     adversarial: bool = True,
     extra_rows: list[dict] | None = None,
 ) -> ParityReport:
-    """Score holdout + adversarial rows with the compiled SQL on `con` (a DuckDB connection)
-    and with the library; report rows checked, max |diff| and the worst row."""
+    """Score holdout + adversarial rows with the compiled SQL on `con` and with the library;
+    report rows checked, max |diff| and the worst row.
+
+    `con` is a DuckDB connection or an engine from `mlsm_py.compile.engines` (PostgreSQL,
+    Spark); the SQL is rendered in the engine's dialect unless `dialect` says otherwise."""
     assembled = assemble(estimator)
     types = input_types(assembled)
     rows: list[dict] = []
@@ -215,12 +220,13 @@ def check_parity(
         r[ROW_KEY] = i
     outputs = assembled.outputs()
     expected = _python_scores(estimator, rows, types, assembled.task, len(outputs))
-    sql = SqlEmitter(dialect).render(assembled, PARITY_TABLE, ROW_KEY)
-    con.register(PARITY_TABLE, arrow_rows(rows, types, ROW_KEY))
+    engine = engine_for(con)
+    sql = SqlEmitter(dialect or engine.dialect).render(assembled, PARITY_TABLE, ROW_KEY)
+    engine.load(PARITY_TABLE, arrow_rows(rows, types, ROW_KEY))
     try:
-        got_tbl = con.execute(sql).fetch_arrow_table()
+        got_tbl = engine.fetch_arrow(sql)
     finally:
-        con.unregister(PARITY_TABLE)
+        engine.drop(PARITY_TABLE)
     got = sql_outputs(got_tbl, assembled, len(rows))
     return compare(rows, expected, got, tolerance, [n for n, _ in outputs])
 
@@ -231,8 +237,14 @@ def sql_outputs(table: Any, assembled: Assembled, n_rows: int) -> np.ndarray:
     got = np.full((n_rows, len(outputs)), np.nan)
     keys = table.column(ROW_KEY).to_numpy()
     for j, (name, _) in enumerate(outputs):
+        is_class = name == "predicted_class" and assembled.task == "multiclass"
+        typ = table.schema.field(name).type
+        if not is_class and not pa.types.is_floating(typ):
+            # A DECIMAL score was computed in decimal arithmetic, not the library's float64
+            # (a literal typed as NUMERIC/DECIMAL by the engine): refuse it however close.
+            raise UnsupportedError(f"the compiled SQL returned {name!r} as {typ}, not a double")
         col = table.column(name).to_pylist()
-        if name == "predicted_class" and assembled.task == "multiclass":
+        if is_class:
             index = {c: float(i) for i, c in enumerate(assembled.classes)}
             got[keys, j] = [index.get(v, math.nan) if v is not None else math.nan for v in col]
         else:
