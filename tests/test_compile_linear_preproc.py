@@ -670,6 +670,18 @@ def test_column_transformer_remainder(data, remainder: str) -> None:
     assert out.shape[1] == width + (0 if remainder == "drop" else 2)
 
 
+def test_column_transformer_selection_and_weights(data) -> None:
+    # slice("x1", "x2") is label-based and includes x2 (pandas .loc); [3] is tier by position;
+    # x3 is the remainder. Weights multiply a transformer's outputs, the remainder's included.
+    ct = ColumnTransformer(
+        [("scaled", RobustScaler(), slice("x1", "x2")), ("tier", MaxAbsScaler(), [3])],
+        remainder="passthrough",
+        transformer_weights={"scaled": 2.5, "remainder": 0.1},
+    ).fit(data["train"][[*NUMERIC, "tier"]])
+    out = _assert_step_parity(ct, data)
+    assert out.shape[1] == 4
+
+
 # -- whole pipelines with the new steps, through the gate -----------------------------------
 
 PIPELINES = [

@@ -238,19 +238,27 @@ def transform(step: Any, cols: Columns, where: str) -> Columns:
 
 
 def _column_transformer(ct: ColumnTransformer, cols: Columns) -> Columns:
+    """The transformers' outputs side by side, in `transformers_` order (the remainder last).
+    A fitted "passthrough" is an identity FunctionTransformer; a transformer weight multiplies
+    that transformer's outputs, as scikit-learn's `_transform_one` does."""
     by_name = {n: i for i, (n, _) in enumerate(cols)}
+    weights = ct.transformer_weights or {}
     out: Columns = []
     for name, trans, selection in ct.transformers_:
         picked = [cols[i] for i in _select(selection, by_name, len(cols), name)]
-        if isinstance(trans, str):
-            if trans == "drop":
-                continue
-            if trans == "passthrough":
-                out.extend(picked)
-                continue
-        if not picked:
+        if (isinstance(trans, str) and trans == "drop") or not picked:
             continue
-        out.extend(transform(trans, picked, f"ColumnTransformer step {name!r}"))
+        if isinstance(trans, str) and trans == "passthrough":
+            produced = picked
+        else:
+            produced = transform(trans, picked, f"ColumnTransformer step {name!r}")
+        weight = weights.get(name)
+        if weight is not None:
+            w = ast.num(float(weight))
+            produced = [
+                (n, ast.BinNumExpr(ast.as_double(e), w, ast.BinNumOpType.MUL)) for n, e in produced
+            ]
+        out.extend(produced)
     return out
 
 
@@ -258,6 +266,11 @@ def _select(selection: Any, by_name: dict[str, int], n: int, step: str) -> list[
     if isinstance(selection, str):
         selection = [selection]
     if isinstance(selection, slice):
+        if isinstance(selection.start, str) or isinstance(selection.stop, str):
+            # A slice of column names is label-based and includes its end, as in pandas .loc.
+            start = by_name[selection.start] if selection.start is not None else 0
+            stop = by_name[selection.stop] + 1 if selection.stop is not None else n
+            return list(range(n))[start : stop : selection.step]
         return list(range(n))[selection]
     items = list(selection)
     if all(isinstance(s, str) for s in items):
