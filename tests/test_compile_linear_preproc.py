@@ -91,6 +91,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
     # multi_class= is deprecated in scikit-learn 1.5 but still decides predict_proba in 1.7.
     pytest.mark.filterwarnings("ignore:.*multi_class.*:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:Using the 'liblinear' solver for multiclass:FutureWarning"),
     pytest.mark.filterwarnings("ignore:X does not have valid feature names:UserWarning"),
 ]
 
@@ -99,8 +100,8 @@ pytestmark = [
 
 
 def _dataset() -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
-    """Leads with NaN in every column but x2's neighbour x3... see below. Returns (frame,
-    regression y, binary y, 3-class string y).
+    """Leads with NaN in every column. Returns (frame, regression y, binary y, 3-class y with
+    string labels, one of which needs quoting as a column name).
 
     x1 normal (10% NaN), x2 uniform (6% NaN), x3 skewed with outliers (8% NaN), channel
     categorical with rare levels (7% NaN), tier numeric categorical {1, 2, 3, 5} (5% NaN).
