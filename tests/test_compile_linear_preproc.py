@@ -25,7 +25,11 @@ from lightgbm import LGBMClassifier
 from scipy.special import expit, softmax
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.frozen import FrozenEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import (
@@ -58,7 +62,7 @@ from sklearn.preprocessing import (
     RobustScaler,
     StandardScaler,
 )
-from sklearn.svm import LinearSVC, LinearSVR
+from sklearn.svm import SVC, LinearSVC, LinearSVR
 from sklearn.tree import DecisionTreeClassifier
 
 from mlsm_py import to_sql
@@ -390,6 +394,14 @@ BASES = {
         "predict_proba",
     ),
     "lightgbm": (lambda: LGBMClassifier(**LGBM_KW), "predict_proba"),
+    "gradient-boosting": (
+        lambda: GradientBoostingClassifier(n_estimators=10, max_depth=3, random_state=SEED),
+        "decision_function",
+    ),
+    "hist-gradient-boosting": (
+        lambda: HistGradientBoostingClassifier(max_iter=10, random_state=SEED),
+        "decision_function",
+    ),
 }
 
 # Both methods on a margin base and a probability base with ensemble=True (one
@@ -403,6 +415,8 @@ CALIBRATION_CASES = [
     ("sgd-hinge", "sigmoid", True),
     ("forest", "sigmoid", True),
     ("lightgbm", "isotonic", True),
+    ("gradient-boosting", "sigmoid", True),
+    ("hist-gradient-boosting", "isotonic", True),
 ]
 
 
@@ -483,10 +497,18 @@ def test_calibrated_pipeline_base_and_frozen_estimator(data) -> None:
     _assert_gate(report, len(holdout))
 
 
+def test_calibrated_hist_gradient_boosting_multiclass(data) -> None:
+    # One raw margin per class from HistGradientBoosting, one isotonic calibrator each.
+    base = HistGradientBoostingClassifier(max_iter=10, random_state=SEED)
+    model = _fit(CalibratedClassifierCV(base, method="isotonic", cv=2), data, "multiclass")
+    report = check_parity(model, _con(), data["holdout"], tolerance=PARITY_TOLERANCE)
+    _assert_gate(report, len(data["holdout"]))
+
+
 def test_calibrated_base_without_compilable_margin_is_refused(data) -> None:
-    base = GradientBoostingClassifier(n_estimators=5, random_state=SEED)
-    model = _fit(CalibratedClassifierCV(base, cv=3), data, "binary")
-    with pytest.raises(UnsupportedError, match="GradientBoostingClassifier.*decision_function"):
+    # An RBF SVC has a decision_function (so that is what was calibrated) but no SQL form.
+    model = _fit(CalibratedClassifierCV(SVC(), cv=2), data, "binary")
+    with pytest.raises(UnsupportedError, match="over SVC.*decision_function"):
         to_sql(model, "t")
 
 

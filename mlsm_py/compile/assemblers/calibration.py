@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import (
@@ -32,7 +33,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from mlsm_py.compile import ast
-from mlsm_py.compile.assemblers import linear
+from mlsm_py.compile.assemblers import linear, sklearn_boosting
 from mlsm_py.errors import UnsupportedError
 
 # Bases whose decision_function can be compiled: the margin, not a probability, is what the
@@ -45,6 +46,8 @@ MARGINS: dict[type, Callable[[Any, list[ast.Expr]], ast.Expr | list[ast.Expr]]] 
     RidgeClassifier: linear.decision_function,
     RidgeClassifierCV: linear.decision_function,
     Perceptron: linear.decision_function,
+    GradientBoostingClassifier: sklearn_boosting.decision_function,
+    HistGradientBoostingClassifier: sklearn_boosting.decision_function,
 }
 
 # predict_proba's "minimally exceeds 1.0" fix-up.
