@@ -1,8 +1,337 @@
-"""XGBoost boosters (binary, multiclass, regression)."""
+"""XGBoost 3 boosters (binary, multiclass, regression), with XGBoost's float32 arithmetic.
+
+XGBoost reads every input as float32 and sends it left when `float32(x) < threshold` (a float32),
+or to the node's default child when it is missing. Each output group (one per class) starts at
+`base_score` taken through the objective's link and adds one leaf per tree *in float32*; the
+margin becomes a probability in float32 too (`1.0f / (1.0f + expf(-m))`, softmax with a double
+sum). The SQL repeats each of those float32 roundings with double arithmetic only:
+`float32_round`. See docs/decisions/0011-xgboost-float32.md.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 from typing import Any
 
-ESTIMATORS: dict[type, Callable[..., Any]] = {}
+import numpy as np
+import xgboost
+from xgboost import XGBClassifier, XGBRegressor
+
+from mlsm_py.compile import ast
+from mlsm_py.compile.assemblers.sklearn_trees import float32_split
+from mlsm_py.errors import UnsupportedError
+
+# Veltkamp's splitter for 53 - 24 = 29 bits: c = x * (2^29 + 1); c - (c - x) is x rounded to a
+# 24-bit significand, to nearest with ties to even, exactly as a cast to float32 rounds (checked
+# on millions of random values and exact ties; the tests check it in the engine). Valid for
+# |x| between float32's smallest normal (1.2e-38) and 1e300; below, float32 has fewer bits
+# (differences under 1.5e-45), above, float32 overflows to inf (margins never get there).
+VELTKAMP = 2.0**29 + 1.0
+
+# The smallest float32 whose expf() is +inf: at or above it XGBoost's exp overflows.
+EXPF_OVERFLOW = float(np.float32(88.72283935546875))
+# Below -104, expf() is 0 in float32 (its smallest subnormal is e^-103.3). Clamping there also
+# keeps exp() inside double range, where PostgreSQL would raise on underflow.
+EXPF_UNDERFLOW = -104.0
+# A double beyond float32's range: it rounds to -inf (the tie at 2^128 - 2^103 rounds up, to
+# the "even" infinity, because FLT_MAX's significand is odd).
+_F32_OVERFLOW_EDGE = 2.0**128 - 2.0**103
+
+CLASSIFIER_OBJECTIVES = ("binary:logistic", "multi:softprob", "multi:softmax")
+IDENTITY_OBJECTIVES = (
+    "reg:squarederror",
+    "reg:squaredlogerror",
+    "reg:pseudohubererror",
+    "reg:absoluteerror",
+    "reg:quantileerror",
+)
+LOGISTIC_OBJECTIVES = ("reg:logistic",)
+EXP_OBJECTIVES = ("count:poisson", "reg:gamma", "reg:tweedie")
+REGRESSOR_OBJECTIVES = IDENTITY_OBJECTIVES + LOGISTIC_OBJECTIVES + EXP_OBJECTIVES
+
+
+# -- float32 arithmetic in double ------------------------------------------------------------
+
+
+def _column(expr: ast.Expr) -> ast.Expr:
+    """`expr` as a shared column, so that reading it several times computes it once."""
+    if isinstance(expr, ast.NumVal | ast.ColumnRef) or (
+        isinstance(expr, ast.IdExpr) and expr.to_reuse
+    ):
+        return expr
+    return ast.IdExpr(expr, to_reuse=True)
+
+
+def float32_round(x: ast.Expr) -> ast.Expr:
+    """x rounded to float32 (see VELTKAMP). `x` is written three times: pass a column, or a
+    cheap expression of columns (one addition), never a tree."""
+    c = ast.BinNumExpr(x, ast.num(VELTKAMP), ast.BinNumOpType.MUL)
+    return ast.BinNumExpr(c, ast.BinNumExpr(c, x, ast.BinNumOpType.SUB), ast.BinNumOpType.SUB)
+
+
+def _f32_op(a: ast.Expr, b: ast.Expr, op: ast.BinNumOpType) -> ast.Expr:
+    # a op b for float32 a and b: the double result rounded once more to float32 is the float32
+    # result (53 >= 2 * 24 + 2, so double rounding is innocuous for + - * /).
+    return float32_round(ast.BinNumExpr(_column(a), _column(b), op))
+
+
+def float32_less_than(threshold: float) -> tuple[float, bool]:
+    """(boundary, inclusive) with: float32(x) < t  <=>  x < boundary (x <= when inclusive),
+    for a float32 threshold t. float32(x) < t means float32(x) <= the float32 just below t."""
+    t = np.float32(threshold)
+    if float(t) != threshold or not math.isfinite(threshold):
+        raise UnsupportedError(f"XGBoost split threshold {threshold!r} is not a finite float32")
+    with np.errstate(over="ignore"):
+        below = np.nextafter(t, np.float32(-np.inf))
+    if np.isinf(below):
+        # t is -FLT_MAX: only values that overflow to -inf are below it.
+        return -_F32_OVERFLOW_EDGE, True
+    return float32_split(float(below))
+
+
+# -- trees -----------------------------------------------------------------------------------
+
+
+def _split_test(x: ast.Expr, threshold: float, default_left: bool) -> ast.BoolExpr:
+    boundary, inclusive = float32_less_than(threshold)
+    op = ast.CompOpType.LTE if inclusive else ast.CompOpType.LT
+    goes_left: ast.BoolExpr = ast.CompExpr(x, ast.num(boundary), op)
+    if default_left:
+        return ast.OrExpr(ast.IsNullExpr(x), goes_left)
+    # A NULL comparison is not true: a missing value takes the ELSE (right, default) branch.
+    return goes_left
+
+
+def _tree(tree: dict, xs: list[ast.Expr]) -> ast.Expr:
+    left, right = tree["left_children"], tree["right_children"]
+    feature, cond = tree["split_indices"], tree["split_conditions"]
+    default_left = tree["default_left"]
+    if any(int(s) != 0 for s in tree.get("split_type", ())):
+        raise UnsupportedError(
+            "not supported: XGBoost categorical splits (enable_categorical=True); one-hot "
+            "encode categories in the pipeline instead (OneHotEncoder)"
+        )
+    if int(tree["tree_param"].get("size_leaf_vector", "1")) > 1:
+        raise UnsupportedError(
+            "not supported: XGBoost vector-leaf trees (multi_strategy='multi_output_tree')"
+        )
+
+    def build(node: int) -> ast.Expr:
+        if left[node] == -1:
+            # A leaf's value is stored in split_conditions, as a float32.
+            return ast.num(float(np.float32(cond[node])))
+        f = int(feature[node])
+        if f >= len(xs):
+            raise UnsupportedError(f"XGBoost tree splits on feature {f}; only {len(xs)} inputs")
+        test = _split_test(xs[f], float(np.float32(cond[node])), bool(default_left[node]))
+        return ast.IfExpr(test, build(left[node]), build(right[node]))
+
+    return build(0)
+
+
+# -- the booster -----------------------------------------------------------------------------
+
+
+def _model_json(model: Any) -> dict:
+    return json.loads(model.get_booster().save_raw(raw_format="json"))
+
+
+def _check(model: Any, learner: dict, n_inputs: int) -> None:
+    # Checked before anything is read from the trees, so the message names the real cause.
+    name = type(model).__name__
+    kind = learner["gradient_booster"]["name"]
+    if kind != "gbtree":
+        raise UnsupportedError(
+            f"not supported: {name} with booster={kind!r}; supported: booster='gbtree'"
+        )
+    missing = model.missing
+    if missing is not None and not (isinstance(missing, float) and math.isnan(missing)):
+        raise UnsupportedError(
+            f"not supported: {name} with missing={missing!r}; supported: missing=nan "
+            "(NULL and NaN are missing)"
+        )
+    types = learner.get("feature_types") or []
+    if any(t == "c" for t in types):
+        raise UnsupportedError(
+            f"not supported: {name} with categorical features (enable_categorical=True); "
+            "one-hot encode categories in the pipeline instead (OneHotEncoder)"
+        )
+    params = learner["learner_model_param"]
+    if int(params.get("num_target", "1")) != 1:
+        raise UnsupportedError(f"not supported: multi-target {name}")
+    if int(params["num_feature"]) != n_inputs:
+        raise UnsupportedError(f"{name} expects {params['num_feature']} inputs, got {n_inputs}")
+
+
+def _trees_used(model: Any, gbtree: dict) -> list[dict]:
+    """The trees predict() and predict_proba() use: with early stopping, the sklearn API keeps
+    the rounds up to best_iteration (inclusive); otherwise all of them."""
+    trees = gbtree["trees"]
+    try:
+        rounds = int(model.best_iteration) + 1
+    except AttributeError:
+        return trees
+    indptr = gbtree["iteration_indptr"]
+    return trees[: indptr[min(rounds, len(indptr) - 1)]]
+
+
+def _base_margins(model_json: dict, n_groups: int) -> list[float]:
+    """Each group's starting margin: base_score after the objective's link (logit, log, or
+    none), as XGBoost computes it in float32. XGBoost 3 stores it in probability space for
+    binary:logistic but in margin space for multi:softprob, so XGBoost is asked directly: one
+    row predicted by a copy of the booster whose leaves are all zero (m + 0.0f == m exactly)."""
+    zeroed = json.loads(json.dumps(model_json))
+    learner = zeroed["learner"]
+    for tree in learner["gradient_booster"]["model"]["trees"]:
+        tree["base_weights"] = [0.0] * len(tree["base_weights"])
+        tree["split_conditions"] = [
+            0.0 if child == -1 else c
+            for c, child in zip(tree["split_conditions"], tree["left_children"], strict=True)
+        ]
+    booster = xgboost.Booster()
+    booster.load_model(bytearray(json.dumps(zeroed).encode()))
+    n_features = int(learner["learner_model_param"]["num_feature"])
+    row = xgboost.DMatrix(np.zeros((1, n_features), dtype=np.float32))
+    margin = booster.predict(row, output_margin=True, validate_features=False)
+    values = np.asarray(margin, dtype=np.float32).reshape(-1)
+    if len(values) != n_groups:
+        raise UnsupportedError(f"XGBoost base margin has {len(values)} values, not {n_groups}")
+    return [float(v) for v in values]
+
+
+def objective(model_json: dict) -> str:
+    return str(model_json["learner"]["objective"]["name"])
+
+
+def margins(model: Any, inputs: list[ast.Expr], model_json: dict | None = None) -> list[ast.Expr]:
+    """One float32 margin per output group (class), as predict(output_margin=True) gives it."""
+    model_json = model_json if model_json is not None else _model_json(model)
+    learner = model_json["learner"]
+    _check(model, learner, len(inputs))
+    gbtree = learner["gradient_booster"]["model"]
+    params = learner["learner_model_param"]
+    n_groups = max(int(params.get("num_class", "0")), 1)
+    xs = [ast.as_double(x) for x in inputs]
+    used = _trees_used(model, gbtree)
+    info = gbtree["tree_info"]
+    # Per group, in tree order: ((base + t0) + t1) + ..., each addition rounded to float32, as
+    # XGBoost's CPU predictor accumulates. float32_round reads its argument three times, so each
+    # tree and each partial sum is a column: the partial sums chain one CTE stage per round.
+    totals: list[ast.Expr] = [ast.num(b) for b in _base_margins(model_json, n_groups)]
+    for i, tree in enumerate(used):
+        group = int(info[i])
+        column = ast.IdExpr(_tree(tree, xs), to_reuse=True)
+        totals[group] = ast.IdExpr(_f32_op(totals[group], column, ast.BinNumOpType.ADD), True)
+    return totals
+
+
+# -- links -----------------------------------------------------------------------------------
+
+
+def _if_lt(x: ast.Expr, bound: float, then: ast.Expr, orelse: ast.Expr) -> ast.Expr:
+    return ast.IfExpr(ast.CompExpr(x, ast.num(bound), ast.CompOpType.LT), then, orelse)
+
+
+def _if_gt(x: ast.Expr, bound: float, then: ast.Expr, orelse: ast.Expr) -> ast.Expr:
+    return ast.IfExpr(ast.CompExpr(x, ast.num(bound), ast.CompOpType.GT), then, orelse)
+
+
+def _expf(z: ast.Expr) -> ast.Expr:
+    """float32 expf(z) for a float32 z, as a column: exp() in double, rounded to float32.
+    glibc's expf is not always correctly rounded: about 1 argument in 1,600 gets the other
+    neighbour (one float32 ulp), which is the only inexact step of this module."""
+    z = _column(z)
+    low = _if_lt(z, EXPF_UNDERFLOW, ast.num(EXPF_UNDERFLOW), z)
+    clamped = _if_gt(z, EXPF_OVERFLOW, ast.num(EXPF_OVERFLOW), low)
+    e = ast.IdExpr(ast.ExpExpr(clamped), to_reuse=True)
+    return ast.IdExpr(float32_round(e), to_reuse=True)
+
+
+def sigmoid32(m: ast.Expr) -> ast.Expr:
+    """XGBoost's `1.0f / (1.0f + expf(-m))` for a float32 margin m."""
+    m = _column(m)
+    # For m > 104 the clamped expf(-m) is ~7e-46 instead of 0: 1.0f + e is 1.0f either way.
+    e = _expf(ast.BinNumExpr(m, ast.num(-1.0), ast.BinNumOpType.MUL))
+    denom = ast.IdExpr(_f32_op(ast.num(1.0), e, ast.BinNumOpType.ADD), to_reuse=True)
+    p = _f32_op(ast.num(1.0), denom, ast.BinNumOpType.DIV)
+    # At -m >= EXPF_OVERFLOW, expf is inf and the probability exactly 0.
+    return ast.IfExpr(ast.CompExpr(m, ast.num(-EXPF_OVERFLOW), ast.CompOpType.LTE), ast.num(0.0), p)
+
+
+def exp32(m: ast.Expr) -> ast.Expr:
+    """XGBoost's `expf(m)` (log-link objectives), +inf where float32 overflows."""
+    m = _column(m)
+    e = _expf(m)
+    over = ast.CompExpr(m, ast.num(EXPF_OVERFLOW), ast.CompOpType.GTE)
+    return ast.IfExpr(over, ast.num(math.inf), _if_lt(m, EXPF_UNDERFLOW, ast.num(0.0), e))
+
+
+def softprob32(ms: list[ast.Expr]) -> list[ast.Expr]:
+    """XGBoost's Softmax: wmax = max (float32), e_i = expf(m_i - wmax), a *double* sum of the
+    e_i, and e_i / (float)sum in float32."""
+    ms = [_column(m) for m in ms]
+    top = ast.IdExpr(ast.MaxExpr(ms), to_reuse=True)
+    es = [_expf(_f32_op(m, top, ast.BinNumOpType.SUB)) for m in ms]
+    total = ast.IdExpr(float32_round(ast.IdExpr(ast.add_all(es), to_reuse=True)), to_reuse=True)
+    return [ast.IdExpr(_f32_op(e, total, ast.BinNumOpType.DIV), to_reuse=True) for e in es]
+
+
+def scipy_softmax32(ms: list[ast.Expr]) -> list[ast.Expr]:
+    """scipy.special.softmax on float32 margins (XGBClassifier.predict_proba for multi:softmax):
+    as softprob32, but numpy sums the exponentials in float32. numpy's vectorised float32 exp
+    is off by one ulp more often than glibc's expf (a few % of arguments)."""
+    ms = [_column(m) for m in ms]
+    top = ast.IdExpr(ast.MaxExpr(ms), to_reuse=True)
+    es = [_expf(_f32_op(m, top, ast.BinNumOpType.SUB)) for m in ms]
+    total = es[0]
+    for e in es[1:]:
+        total = ast.IdExpr(_f32_op(total, e, ast.BinNumOpType.ADD), to_reuse=True)
+    return [ast.IdExpr(_f32_op(e, total, ast.BinNumOpType.DIV), to_reuse=True) for e in es]
+
+
+# -- estimators ------------------------------------------------------------------------------
+
+
+def classifier(model: Any, inputs: list[ast.Expr]) -> ast.Expr | list[ast.Expr]:
+    model_json = _model_json(model)
+    name = objective(model_json)
+    if name not in CLASSIFIER_OBJECTIVES:
+        raise UnsupportedError(
+            f"not supported: XGBClassifier with objective {name!r}; supported: "
+            f"{', '.join(CLASSIFIER_OBJECTIVES)}"
+        )
+    ms = margins(model, inputs, model_json)
+    n_classes = len(model.classes_)
+    if name == "binary:logistic":
+        if n_classes != 2 or len(ms) != 1:
+            raise UnsupportedError(f"XGBClassifier: binary:logistic with {n_classes} classes")
+        return sigmoid32(ms[0])
+    if len(ms) != n_classes:
+        raise UnsupportedError(f"XGBClassifier: {len(ms)} margins for {n_classes} classes")
+    return softprob32(ms) if name == "multi:softprob" else scipy_softmax32(ms)
+
+
+def regressor(model: Any, inputs: list[ast.Expr]) -> ast.Expr:
+    model_json = _model_json(model)
+    name = objective(model_json)
+    if name not in REGRESSOR_OBJECTIVES:
+        raise UnsupportedError(
+            f"not supported: XGBRegressor with objective {name!r}; supported: "
+            f"{', '.join(REGRESSOR_OBJECTIVES)}"
+        )
+    ms = margins(model, inputs, model_json)
+    if len(ms) != 1:
+        raise UnsupportedError(f"not supported: XGBRegressor with {len(ms)} outputs")
+    if name in LOGISTIC_OBJECTIVES:
+        return sigmoid32(ms[0])
+    if name in EXP_OBJECTIVES:
+        return exp32(ms[0])
+    return ms[0]
+
+
+ESTIMATORS: dict[type, Callable[..., Any]] = {
+    XGBClassifier: classifier,
+    XGBRegressor: regressor,
+}
