@@ -64,6 +64,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.svm import SVC, LinearSVC, LinearSVR
 from sklearn.tree import DecisionTreeClassifier
+from threadpoolctl import threadpool_limits
 
 from mlsm_py import to_sql
 from mlsm_py.compile import ast
@@ -129,6 +130,14 @@ def _dataset() -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
     for col, p in [("x1", 0.10), ("x2", 0.06), ("x3", 0.08), ("channel", 0.07), ("tier", 0.05)]:
         df.loc[rng.uniform(size=n) < p, col] = np.nan
     return df, y_reg, y_bin, y_multi
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # HistGradientBoosting predicts through OpenMP: on a busy two-core machine its threads
+    # spin-wait on every one-row prediction the gate makes (a 10 s test took two minutes).
+    with threadpool_limits(limits=1):
+        yield
 
 
 @pytest.fixture(scope="module")
