@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,38 @@ def _predict_array(estimator: Any, df: pd.DataFrame, task: str) -> np.ndarray:
         return np.asarray(estimator.predict_proba(df), dtype="float64")
 
 
+def predict_refusing(
+    fn: Callable[[pd.DataFrame], np.ndarray], df: pd.DataFrame, width: int
+) -> np.ndarray:
+    """`fn(df)` as a (rows, width) array, with NaN rows where the library refuses the row.
+
+    scikit-learn raises for a whole batch if one row holds +-inf, a value beyond float32, or
+    (for models without an imputer) NaN. Rows are tried in groups -- complete, with missing
+    values, with non-finite or huge values -- and a group that raises is retried row by row,
+    so the rows the library accepts are still scored and the cost stays one call per group.
+    """
+    out = np.full((len(df), width), np.nan)
+    numeric = df.select_dtypes(include="number").to_numpy(dtype="float64")
+    missing = df.isna().to_numpy().any(axis=1)
+    with np.errstate(invalid="ignore"):
+        odd = (np.abs(np.nan_to_num(numeric, nan=0.0)) >= 3.0e38).any(axis=1)
+    groups = [~missing & ~odd, missing & ~odd, odd]
+    for mask in groups:
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            continue
+        try:
+            out[idx] = fn(df.iloc[idx] if len(idx) < len(df) else df)
+            continue
+        except ValueError:
+            pass
+        for i in idx:
+            # The library raises on such a row: it stays NaN (NULL downstream).
+            with contextlib.suppress(ValueError):
+                out[i] = fn(df.iloc[[i]])[0]
+    return out
+
+
 def predict(estimator: Any, df: pd.DataFrame) -> dict[str, pa.Array]:
     """Output columns for a frame. Rows the library refuses (scikit-learn raises on +-inf or
     values beyond float32) get NULL outputs, so the score checks downstream name them; the rest
@@ -95,20 +127,7 @@ def predict(estimator: Any, df: pd.DataFrame) -> dict[str, pa.Array]:
     task = task_of(estimator)
     names = output_columns(estimator)
     width = len(names) - 1 if task == "multiclass" else 1
-    numeric = df.select_dtypes(include="number")
-    odd = (
-        ~np.all(np.isnan(numeric.to_numpy()) | (np.abs(numeric.to_numpy()) < 3.0e38), axis=1)
-        if numeric.shape[1]
-        else np.zeros(len(df), dtype=bool)
-    )
-    values = np.full((len(df), width), np.nan)
-    ok = np.flatnonzero(~odd)
-    if len(ok):
-        values[ok] = _predict_array(estimator, df.iloc[ok] if odd.any() else df, task)
-    for i in np.flatnonzero(odd):
-        # The library raises on such a row (e.g. +-inf for scikit-learn): it stays NULL.
-        with contextlib.suppress(ValueError):
-            values[i] = _predict_array(estimator, df.iloc[[i]], task)[0]
+    values = predict_refusing(lambda d: _predict_array(estimator, d, task), df, width)
     refused = np.isnan(values).all(axis=1)
     out = {
         n: pa.array(values[:, j], pa.float64(), mask=refused) for j, n in enumerate(names[:width])

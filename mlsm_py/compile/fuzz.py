@@ -196,16 +196,4 @@ def fuzz_parity(
     finally:
         con.unregister(PARITY_TABLE)
     report = compare(_Rows(table), expected, got, tolerance, names)
-    above = _rows_above(expected, got, tolerance, names)
-    return FuzzReport(report, table.num_rows, above)
-
-
-def _rows_above(expected: np.ndarray, got: np.ndarray, tolerance: float, names: list[str]) -> int:
-    """Rows the library scores where any output differs by more than the tolerance (a NULL
-    where the library gave a number counts); the predicted class is left to `compare`."""
-    scored = ~np.isnan(expected).any(axis=1)
-    k = len(names) - 1 if names[-1] == "predicted_class" else len(names)
-    e, g = expected[:, :k], got[:, :k]
-    bad = (np.abs(g - e) > tolerance) | (np.isnan(g) & ~np.isnan(e))
-    bad &= ~(g == e)
-    return int((bad.any(axis=1) & scored).sum())
+    return FuzzReport(report, table.num_rows, report.rows_above_tolerance)

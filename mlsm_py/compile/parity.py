@@ -23,6 +23,7 @@ from mlsm_py.compile.emitter import SqlEmitter
 from mlsm_py.compile.engines import engine_for
 from mlsm_py.errors import ParityError, UnsupportedError
 from mlsm_py.frames import arrow_rows, python_rows
+from mlsm_py.pyscore import predict_refusing
 
 # The SQL repeats the library's float64 arithmetic except for summation order and the form of
 # the sigmoid; both move results by a few ulps (~1e-16). 1e-9 leaves room for that and nothing
@@ -52,10 +53,15 @@ class ParityReport:
     max_abs_diff: float
     worst_row: dict
     tolerance: float
+    # |SQL - Python| / max(1, |Python|): absolute for scores up to 1 (every probability),
+    # relative beyond, where one ulp of a 1e11 regression output is already 1.5e-5.
+    max_scaled_diff: float | None = None
+    rows_above_tolerance: int = 0
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_diff <= self.tolerance
+        scaled = self.max_abs_diff if self.max_scaled_diff is None else self.max_scaled_diff
+        return scaled <= self.tolerance
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -174,23 +180,7 @@ def _python_scores(
     """Library outputs, (rows, width); rows the library refuses (e.g. +-inf for scikit-learn)
     come back NaN."""
     frame = python_rows(rows, types)
-    numeric = [n for n, k in types.items() if k == "double"]
-    arr = frame[numeric].to_numpy(dtype="float64") if numeric else np.zeros((len(rows), 0))
-    # Values that are infinite or overflow float32 are refused by some libraries: try those
-    # rows one by one and batch the rest.
-    odd = ~np.all(np.isnan(arr) | (np.abs(arr) < 3.0e38), axis=1) if numeric else np.zeros(
-        len(rows), dtype=bool
-    )
-    out = np.full((len(rows), width), np.nan)
-    ok = np.flatnonzero(~odd)
-    if len(ok):
-        out[ok] = _predict(estimator, frame.iloc[ok], task)
-    for i in np.flatnonzero(odd):
-        try:
-            out[i] = _predict(estimator, frame.iloc[[i]], task)[0]
-        except ValueError:
-            pass
-    return out
+    return predict_refusing(lambda df: _predict(estimator, df, task), frame, width)
 
 
 def check_parity(
@@ -278,8 +268,12 @@ def compare(
         mismatch = got[:, -1] != expected[:, -1]
         diff[:, -1] = np.where(mismatch & ~near_tie, np.inf, 0.0)
     diff = np.where(accepted[:, None], diff, 0.0)
+    with np.errstate(invalid="ignore"):
+        scale = np.where(np.isfinite(expected), np.maximum(1.0, np.abs(expected)), 1.0)
+    scaled = diff / scale
     per_row = diff.max(axis=1) if diff.size else np.zeros(len(rows))
-    worst = int(np.argmax(per_row)) if len(per_row) else 0
+    per_row_scaled = scaled.max(axis=1) if scaled.size else np.zeros(len(rows))
+    worst = int(np.argmax(per_row_scaled)) if len(per_row_scaled) else 0
     worst_row = {}
     if len(rows):
         worst_row = {k: _jsonable(v) for k, v in rows[worst].items()}
@@ -293,6 +287,8 @@ def compare(
         max_abs_diff=float(per_row.max()) if len(per_row) else 0.0,
         worst_row=worst_row,
         tolerance=tolerance,
+        max_scaled_diff=float(per_row_scaled.max()) if len(per_row_scaled) else 0.0,
+        rows_above_tolerance=int((per_row_scaled > tolerance).sum()),
     )
 
 
@@ -323,8 +319,9 @@ def _jsonable(v: Any) -> Any:
 def gate(name: str, version: int, report: ParityReport) -> None:
     if not report.passed:
         raise ParityError(
-            f"parity failed for model {name!r} v{version}: max |SQL - Python| = "
-            f"{report.max_abs_diff:.3g} > tolerance {report.tolerance:g} over "
-            f"{report.rows_checked} rows; worst row: {report.worst_row}. "
+            f"parity failed for model {name!r} v{version}: {report.rows_above_tolerance} of "
+            f"{report.rows_checked} rows differ by more than {report.tolerance:g} "
+            "(|SQL - Python|, relative where |Python| > 1); max |SQL - Python| = "
+            f"{report.max_abs_diff:.3g}; worst row: {report.worst_row}. "
             "The dbt model was not written."
         )
