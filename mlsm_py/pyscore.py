@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from lightgbm import LGBMModel
 
 from mlsm_py.compile.assemblers import class_label, output_name
+from mlsm_py.compile.assemblers.lightgbm import pandas_categories
 from mlsm_py.errors import UnsupportedError
 
 BATCH_ROWS = 100_000
@@ -88,6 +90,21 @@ def _predict_array(estimator: Any, df: pd.DataFrame, task: str) -> np.ndarray:
         return np.asarray(estimator.predict_proba(df), dtype="float64")
 
 
+def library_frame(estimator: Any, df: pd.DataFrame) -> pd.DataFrame:
+    """The frame as the library itself needs it. A LightGBM model fitted on pandas `category`
+    columns refuses text columns: those become `pd.Categorical` in the training levels (an
+    unseen level becomes missing, as LightGBM maps it)."""
+    if not isinstance(estimator, LGBMModel):
+        return df
+    levels = pandas_categories(estimator)
+    if not levels:
+        return df
+    df = df.copy()
+    for name, cats in levels.items():
+        df[name] = pd.Categorical(df[name].where(df[name].notna(), None), categories=cats)
+    return df
+
+
 def predict_refusing(
     fn: Callable[[pd.DataFrame], np.ndarray], df: pd.DataFrame, width: int
 ) -> np.ndarray:
@@ -127,6 +144,7 @@ def predict(estimator: Any, df: pd.DataFrame) -> dict[str, pa.Array]:
     task = task_of(estimator)
     names = output_columns(estimator)
     width = len(names) - 1 if task == "multiclass" else 1
+    df = library_frame(estimator, df)
     values = predict_refusing(lambda d: _predict_array(estimator, d, task), df, width)
     refused = np.isnan(values).all(axis=1)
     out = {

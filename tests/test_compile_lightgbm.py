@@ -435,17 +435,6 @@ def test_pandas_category_and_integer_codes_together_parity(data) -> None:
     _assert_parity(report, len(holdout))
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: the gate cannot check a LightGBM model fitted on pandas category columns: "
-        "mlsm_py.frames hands the library string columns as object dtype, and LightGBM "
-        "refuses a frame whose category columns do not match pandas_categorical; the frame "
-        "needs those columns as pd.Categorical in the model's training levels (the harness "
-        "above does that)"
-    ),
-    raises=ValueError,
-    strict=True,
-)
 def test_gate_checks_a_model_fitted_on_pandas_category_columns(data) -> None:
     cols = [*NUMERIC, "channel"]
     model = LGBMClassifier(**CAT_KW).fit(

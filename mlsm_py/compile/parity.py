@@ -23,7 +23,7 @@ from mlsm_py.compile.emitter import SqlEmitter
 from mlsm_py.compile.engines import engine_for
 from mlsm_py.errors import ParityError, UnsupportedError
 from mlsm_py.frames import arrow_rows, python_rows
-from mlsm_py.pyscore import predict_refusing
+from mlsm_py.pyscore import library_frame, predict_refusing
 
 # The SQL repeats the library's float64 arithmetic except for summation order and the form of
 # the sigmoid; both move results by a few ulps (~1e-16). 1e-9 leaves room for that and nothing
@@ -179,7 +179,7 @@ def _python_scores(
 ) -> np.ndarray:
     """Library outputs, (rows, width); rows the library refuses (e.g. +-inf for scikit-learn)
     come back NaN."""
-    frame = python_rows(rows, types)
+    frame = library_frame(estimator, python_rows(rows, types))
     return predict_refusing(lambda df: _predict(estimator, df, task), frame, width)
 
 
