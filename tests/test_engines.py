@@ -8,7 +8,6 @@ float overflow and underflow errors) have tests of their own below."""
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import duckdb
@@ -25,7 +24,7 @@ from sklearn.utils import get_tags
 from threadpoolctl import threadpool_limits
 
 from mlsm_py.compile import ast
-from mlsm_py.compile.assemblers import ESTIMATORS, Assembled, assemble
+from mlsm_py.compile.assemblers import ESTIMATORS, Assembled
 from mlsm_py.compile.emitter import SqlEmitter
 from mlsm_py.compile.engines import DuckDBEngine, engine_for
 from mlsm_py.compile.parity import TOLERANCE, ParityReport, check_parity
@@ -33,13 +32,12 @@ from mlsm_py.errors import UnsupportedError
 from tests.test_compile_parity import (
     N_HOLDOUT,
     N_ROWS,
-    NUMERIC,
     PARITY_TOLERANCE,
     SEED,
     _dataset,
-    _edge_rows,
     _preprocess,
 )
+from tests.test_compile_xgboost import FLOAT32_TOLERANCE as XGB_FLOAT32_TOLERANCE
 
 try:  # only to name the error PostgreSQL raises; the fixture decides skip or fail
     from psycopg2.errors import NumericValueOutOfRange
@@ -145,38 +143,32 @@ def fit(case: Case, data) -> Pipeline:
     return Pipeline([("prep", _preprocess(raw)), ("model", est)]).fit(data["train"], data[target])
 
 
-def _tiny_rows(holdout: pd.DataFrame) -> list[dict]:
-    first = {
-        k: (None if pd.isna(v) else (v if k == "channel" else float(v)))
-        for k, v in holdout.iloc[0].items()
-    }
-    return [{**first, c: v} for c in NUMERIC for v in (1e-320, -1e-320, 5e-324)]
-
-
-def run_parity(case: Case, model, engine, data) -> ParityReport:
-    holdout = data["holdout"]
-    unbounded = assemble(model).task in ("regressor", "decision")
-    if unbounded and hasattr(model[-1], "coef_"):
-        # Linear regressors and decision functions: the gate's +-1e12 rows give scores of ~1e11
-        # whose last ulp is above the absolute tolerance on every engine (the strict xfail in
-        # test_compile_parity.py). Every other edge case, subnormals included, still runs.
-        extra = _edge_rows(holdout) + _tiny_rows(holdout)
-        return check_parity(model, engine, holdout, adversarial=False, extra_rows=extra)
-    return check_parity(model, engine, holdout)
+def tolerance_for(case: Case) -> float:
+    # XGBoost classifiers: glibc's expf is not always correctly rounded, so a probability moves
+    # by a float32 ulp or two on ~0.06% of rows on every engine (decision 0011); that family's
+    # own tests use float32 precision. Everything else: the gate's 1e-9.
+    if case.cls.__name__ == "XGBClassifier":
+        return XGB_FLOAT32_TOLERANCE
+    return PARITY_TOLERANCE
 
 
 def _parity_or_skip(case: Case, engine, data) -> ParityReport:
     model = fit(case, data)
     try:
-        report = run_parity(case, model, engine, data)
+        report = check_parity(model, engine, data["holdout"], tolerance=tolerance_for(case))
     except UnsupportedError as e:
         if case.task == "multiclass":
             # The compiler refusing a family's multiclass form is its documented answer.
             pytest.skip(f"{case.cls.__name__} refuses multiclass: {e}")
         raise
-    assert report.tolerance == PARITY_TOLERANCE == TOLERANCE
+    assert PARITY_TOLERANCE == TOLERANCE
     assert report.passed, report.worst_row
     assert report.rows_checked > len(data["holdout"]), report
+    # Shown with `pytest -s`: the figures a reviewer asks for.
+    print(
+        f"{engine.dialect} parity {case}: rows={report.rows_checked} "
+        f"max|diff|={report.max_abs_diff:.3g}"
+    )
     return report
 
 
@@ -406,12 +398,7 @@ def test_engine_for_refuses_unknown_connections() -> None:
 def test_spark_parity(case: Case, data, spark_session) -> None:
     from mlsm_py.compile.engines import SparkEngine
 
-    start = time.perf_counter()
-    report = _parity_or_skip(case, SparkEngine(spark_session), data)
-    print(
-        f"spark parity {case}: rows={report.rows_checked} "
-        f"max|diff|={report.max_abs_diff:.3g} ({time.perf_counter() - start:.1f} s)"
-    )
+    _parity_or_skip(case, SparkEngine(spark_session), data)
 
 
 @pytest.mark.spark
