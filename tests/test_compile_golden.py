@@ -107,14 +107,16 @@ FROM inputs"""
 # float32(0.4), 0.3500000089406967, which is itself exactly halfway between the adjacent float32
 # values 0.3499999940395355 (odd significand) and 0.3500000238418579 (even). A double equal to
 # the threshold rounds to the even one, above the threshold, so the test is strict "<".
-# No NaN was seen, so a missing value goes to the larger child (left, 3 samples): "IS NULL OR".
+# No NaN was seen, so a missing value goes to the larger child (left, 3 samples). The SQL tests
+# the complement, "x >= boundary", and puts the left leaf in ELSE, where a NULL lands (one
+# comparison instead of "x IS NULL OR x < boundary"; docs/decisions/0013-large-ensemble-layout.md).
 TREE_NO_NAN_SQL = """WITH inputs AS (
   SELECT
     nullif(CAST("x" AS DOUBLE), CAST('NaN' AS DOUBLE)) AS "x"
   FROM leads
 )
 SELECT
-  CASE WHEN "x" IS NULL OR "x" < 0.3500000089406967E0 THEN 1.0E0 ELSE 4.0E0 END AS score
+  CASE WHEN "x" >= 0.3500000089406967E0 THEN 4.0E0 ELSE 1.0E0 END AS score
 FROM inputs"""
 
 
@@ -262,7 +264,10 @@ def test_logistic_regression_golden_sql_values() -> None:
 # -- a preprocessing pipeline ----------------------------------------------------------------
 
 # SimpleImputer(mean) on age [20, NaN, 40, 30] learns 30; the categorical imputer fills
-# 'missing' and the encoder knows ads < email < missing. Weights are set by hand.
+# 'missing' and the encoder knows ads < email < missing. Weights are set by hand. The three
+# one-hot terms are one CASE yielding the weight of the level present (0 for an unseen level):
+# the other two terms are exact zeros, so the sum is bit-identical to adding all three
+# (docs/decisions/0013-large-ensemble-layout.md).
 PIPELINE_SQL = """WITH inputs AS (
   SELECT
     "lead_id",
@@ -272,16 +277,21 @@ PIPELINE_SQL = """WITH inputs AS (
 ), stage_1 AS (
   SELECT
     *,
-    coalesce("age", 30.0E0) AS "__mlsm_0",
-    CASE WHEN coalesce("channel", 'missing') = 'ads' THEN 1.0E0 ELSE 0.0E0 END AS "__mlsm_1",
-    CASE WHEN coalesce("channel", 'missing') = 'email' THEN 1.0E0 ELSE 0.0E0 END AS "__mlsm_2",
-    CASE WHEN coalesce("channel", 'missing') = 'missing' THEN 1.0E0 ELSE 0.0E0 END AS "__mlsm_3"
+    coalesce("age", 30.0E0) AS "__mlsm_0"
   FROM inputs
 )
 SELECT
   "lead_id",
-  -1.0E0 + "__mlsm_0" * 0.5E0 + "__mlsm_1" * 1.0E0 + "__mlsm_2" * -2.0E0 + "__mlsm_3" * 0.25E0 AS score
-FROM stage_1"""  # noqa: E501
+  -1.0E0 + "__mlsm_0" * 0.5E0 + CASE
+    WHEN coalesce("channel", 'missing') = 'ads'
+    THEN 1.0E0
+    WHEN coalesce("channel", 'missing') = 'email'
+    THEN -2.0E0
+    WHEN coalesce("channel", 'missing') = 'missing'
+    THEN 0.25E0
+    ELSE 0.0E0
+  END AS score
+FROM stage_1"""
 
 
 def _pipeline() -> Pipeline:

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 
-from mlsm_py.compile import ast
+from mlsm_py.compile import ast, layout
 from mlsm_py.compile.assemblers import Assembled
+from mlsm_py.compile.layout import DEFAULT_LAYOUT, Layout
 from mlsm_py.errors import UnsupportedError
 
 REUSE_PREFIX = "__mlsm_"
@@ -55,12 +56,13 @@ class _State:
 class SqlEmitter:
     """Visitor from AST nodes to sqlglot expressions. Dialect differences are small overrides."""
 
-    def __init__(self, dialect: str = "duckdb"):
+    def __init__(self, dialect: str = "duckdb", layout: Layout = DEFAULT_LAYOUT):
         if dialect not in DIALECTS:
             raise UnsupportedError(
                 f"dialect {dialect!r} is not supported; supported: {', '.join(DIALECTS)}"
             )
         self.dialect = dialect
+        self.layout = layout
 
     # -- literals and types ------------------------------------------------------------------
     def double_type(self) -> exp.DataType:
@@ -106,14 +108,9 @@ class SqlEmitter:
         input_cols = [self._typed_input(n, t) for n, t in sorted(state.inputs.items())]
         query = exp.select(*key_col, *input_cols).from_(source)
         ctes: list[tuple[str, exp.Expression]] = [("inputs", query)]
-        levels = sorted({c.level for c in state.order})
         previous = "inputs"
-        for i, level in enumerate(levels, start=1):
-            cols = [
-                exp.alias_(c.sql, exp.to_identifier(c.name, quoted=True))
-                for c in state.order
-                if c.level == level
-            ]
+        for i, stage in enumerate(self._stages(state), start=1):
+            cols = [exp.alias_(c.sql, exp.to_identifier(c.name, quoted=True)) for c in stage]
             name = f"stage_{i}"
             ctes.append((name, exp.select(exp.Star(), *cols).from_(previous)))
             previous = name
@@ -210,6 +207,17 @@ class SqlEmitter:
                 level = max(level, state.levels[ref] + 1)
         return level
 
+    def _stages(self, state: _State) -> list[list[_Column]]:
+        """Shared columns grouped into CTEs: by dependency level, each level cut into pieces of
+        at most `layout.stage_width` columns (a column only reads lower levels)."""
+        width = self.layout.stage_width
+        out: list[list[_Column]] = []
+        for level in sorted({c.level for c in state.order}):
+            cols = [c for c in state.order if c.level == level]
+            step = width or len(cols)
+            out.extend(cols[i : i + step] for i in range(0, len(cols), step))
+        return out
+
     def _share(self, node: ast.Expr, inner: ast.Expr, state: _State) -> exp.Expression:
         got = state.reused.get(id(node))
         if got is None:
@@ -250,20 +258,64 @@ class SqlEmitter:
     }
 
     def visit_BinNumExpr(self, node: ast.BinNumExpr, state: _State) -> exp.Expression:
-        cls = self._BIN[node.op]
+        if node.op == ast.BinNumOpType.ADD:
+            return self._sum(layout.flatten_sum(node), state)
         left = self._visit(node.left, state)
-        right = self._visit(node.right, state)
-        additive = (exp.Add, exp.Sub)
-        # Parentheses only where precedence or left-associativity needs them.
-        if cls in additive:
-            if isinstance(right, additive):
-                right = exp.Paren(this=right)
-        else:
-            if isinstance(left, additive):
-                left = exp.Paren(this=left)
-            if isinstance(right, (*additive, exp.Mul, exp.Div)):
-                right = exp.Paren(this=right)
-        return cls(this=left, expression=right)
+        return _binary(self._BIN[node.op], left, self._visit(node.right, state))
+
+    # -- long sums (docs/decisions/0013-large-ensemble-layout.md) ----------------------------
+    def _sum(self, terms: list[ast.Expr], state: _State) -> exp.Expression:
+        sqls = self._sum_terms(terms, state)
+        if self.layout.sum_chunk is None:
+            return self._add_all(sqls)
+
+        def build(group: list | int) -> exp.Expression:
+            if isinstance(group, int):
+                return sqls[group]
+            return self._add_all([build(g) for g in group])
+
+        return build(layout.chunks(len(sqls), self.layout.sum_chunk))
+
+    @staticmethod
+    def _add_all(sqls: list[exp.Expression]) -> exp.Expression:
+        out = sqls[0]
+        for s in sqls[1:]:
+            out = _binary(exp.Add, out, s)
+        return out
+
+    def _sum_terms(self, terms: list[ast.Expr], state: _State) -> list[exp.Expression]:
+        """Each term's SQL; with `merge_lookups`, runs of one-hot terms on one input become one
+        CASE each (layout.Lookup)."""
+        if not self.layout.merge_lookups:
+            return [self._visit(t, state) for t in terms]
+        out: list[exp.Expression] = []
+        run: list[layout.Lookup] = []
+        for t in terms:
+            found = layout.lookup_term(t)
+            if found is not None and run and layout.mergeable(run, found):
+                run.append(found)
+                continue
+            if run:
+                out.append(self._lookup_case(run, state))
+                run = []
+            if found is None:
+                out.append(self._visit(t, state))
+            elif found.other == 0.0:
+                run = [found]
+            else:
+                out.append(self._lookup_case([found], state))
+        if run:
+            out.append(self._lookup_case(run, state))
+        return out
+
+    def _lookup_case(self, run: list[layout.Lookup], state: _State) -> exp.Expression:
+        # Weight products are computed here in float64, the same IEEE product the engine
+        # would compute from the 0/1 column and the weight.
+        case = exp.Case()
+        for item in run:
+            for test, value in item.cases:
+                case = case.when(self._visit(test, state), self.number(value), copy=False)
+        return case.else_(self.number(run[0].other if len(run) == 1 else 0.0), copy=False)
 
     _CMP = {
         ast.CompOpType.LT: exp.LT,
@@ -310,11 +362,26 @@ class SqlEmitter:
     def visit_IfExpr(self, node: ast.IfExpr, state: _State) -> exp.Expression:
         case = exp.Case()
         cur: ast.Expr = node
-        # else-if chains become one flat CASE.
+        # else-if chains become one flat CASE (following whichever branch ends up in ELSE).
         while isinstance(cur, ast.IfExpr):
-            case = case.when(self._visit(cur.test, state), self._visit(cur.body, state), copy=False)
-            cur = cur.orelse
+            test, then, other = self._oriented(cur, state)
+            case = case.when(test, self._visit(then, state), copy=False)
+            cur = other
         return case.else_(self._visit(cur, state), copy=False)
+
+    def _oriented(
+        self, node: ast.IfExpr, state: _State
+    ) -> tuple[exp.Expression, ast.Expr, ast.Expr]:
+        """(test, THEN branch, ELSE branch). A split whose NULL must take the true side is
+        written as the complementary comparison with the branches swapped: NULL then fails it
+        and falls to ELSE (layout.null_route)."""
+        route = layout.null_route(node.test) if self.layout.null_routing else None
+        if route is None:
+            return self._visit(node.test, state), node.body, node.orelse
+        x, value = self._visit(route.x, state), self._visit(route.value, state)
+        if route.null_is_true:
+            return self._CMP[route.complement](this=x, expression=value), node.orelse, node.body
+        return self._CMP[route.op](this=x, expression=value), node.body, node.orelse
 
     def visit_MaxExpr(self, node: ast.MaxExpr, state: _State) -> exp.Expression:
         # greatest() exists on DuckDB, PostgreSQL and Spark; the values are never NULL here.
@@ -414,6 +481,20 @@ def _protect_multiline_identifiers(
             ident.set("this", token)
             ident.set("quoted", True)
     return tree, mapping
+
+
+def _binary(cls: type, left: exp.Expression, right: exp.Expression) -> exp.Expression:
+    additive = (exp.Add, exp.Sub)
+    # Parentheses only where precedence or left-associativity needs them.
+    if cls in additive:
+        if isinstance(right, additive):
+            right = exp.Paren(this=right)
+    else:
+        if isinstance(left, additive):
+            left = exp.Paren(this=left)
+        if isinstance(right, (*additive, exp.Mul, exp.Div)):
+            right = exp.Paren(this=right)
+    return cls(this=left, expression=right)
 
 
 def parse_check(sql: str, dialect: str) -> None:
