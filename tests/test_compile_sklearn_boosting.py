@@ -257,14 +257,6 @@ def test_gb_scores_null_where_the_library_refuses_nan(data, target: str) -> None
         assert all(got[k][n] is None for n in scores), got[k]
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: a multiclass row the model refuses has NULL probabilities, but predicted_class "
-        "(the emitter's ArgMaxExpr CASE) falls through to the last class instead of NULL"
-    ),
-    raises=AssertionError,
-    strict=True,
-)
 def test_gb_multiclass_predicted_class_is_null_when_refused(data) -> None:
     train = data["train"]
     ok = _complete(train).to_numpy()

@@ -399,7 +399,10 @@ class SqlEmitter:
 
     def visit_ArgMaxExpr(self, node: ast.ArgMaxExpr, state: _State) -> exp.Expression:
         values = [self._visit(e, state) for e in node.exprs]
-        case = exp.Case()
+        # Probabilities are NULL together (a row the model refuses): no class is predicted.
+        case = exp.Case().when(
+            exp.Is(this=values[0].copy(), expression=exp.Null()), exp.Null(), copy=False
+        )
         # Class i wins when it is >= every later class and > every earlier one; testing in
         # order with >= against the later ones gives numpy's first-maximum rule.
         for i in range(len(values) - 1):
