@@ -4,9 +4,11 @@ float32 and float64 neighbours of every split threshold, unseen and hostile cate
 
 XGBoost works in float32: inputs are cast to float32, every leaf is added to the margin in
 float32, and the link (sigmoid, softmax, exp) is float32. The compiled SQL repeats each rounding
-(see mlsm_py/compile/assemblers/xgboost.py), so margins and identity-link predictions are
+with a cast to float32 or float32 arithmetic (ast.Float32Expr; see
+mlsm_py/compile/assemblers/xgboost.py), so margins and identity-link predictions are
 bit-identical; probabilities differ only where glibc's expf (or numpy's float32 exp) is not
-correctly rounded.
+correctly rounded, and the parity gate checks them at the float32 tolerance the assembler
+declares. The float32 primitives run on PostgreSQL too when MLSM_PG_DSN is set.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import Assembled, assemble
 from mlsm_py.compile.assemblers import xgboost as xgb_asm
 from mlsm_py.compile.emitter import SqlEmitter
+from mlsm_py.compile.engines import DuckDBEngine
 from mlsm_py.compile.parity import (
     ROW_KEY,
+    TOLERANCE,
     ParityReport,
     adversarial_rows,
     check_parity,
@@ -57,8 +61,8 @@ N_ROWS = 2500
 N_HOLDOUT = 500
 NUMERIC = ["x1", "x2", "x3", "x4"]
 CHANNELS = ["web", "email", "ads", "referral", "event"]
-# Small fits: the SQL holds one column per tree and one CTE stage per boosting round (the float32
-# partial sums chain), which the emitter renders slowly beyond a few dozen rounds.
+# Small fits keep the suite fast; test_long_models_stay_exact covers chains past
+# ROUNDS_PER_COLUMN.
 XGB_KW = {
     "n_estimators": 20,
     "max_depth": 4,
@@ -174,42 +178,185 @@ def _bit_identical_share(model, frame: pd.DataFrame) -> float:
     return float(np.mean(np.all(got == expected, axis=1)))
 
 
-# -- float32 arithmetic in double, run in the engine -----------------------------------------
+# -- float32 arithmetic, run in the engines ---------------------------------------------------
 
 
-def _run_float32_round(values: np.ndarray) -> np.ndarray:
-    x = ast.ColumnRef("x", "double")
-    assembled = Assembled(("x",), xgb_asm.float32_round(x), "regressor")
-    sql = SqlEmitter("duckdb").render(assembled, "vals", "k")
-    con = _con()
-    con.register("vals", pd.DataFrame({"k": np.arange(len(values)), "x": values}))
-    return con.execute(sql + " ORDER BY k").df()["score"].to_numpy()
+@pytest.fixture(params=["duckdb", "postgres"])
+def engine(request):
+    """DuckDB, and PostgreSQL when MLSM_PG_DSN is set: PostgreSQL raises where a float32 cast or
+    REAL operation overflows or rounds a non-zero value to 0, so it checks the range guards."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_engine")
+    return DuckDBEngine(_con())
 
 
-def test_float32_round_in_the_engine_is_the_cast_to_float32() -> None:
-    rng = np.random.default_rng(SEED)
+def _evaluate(engine, score: ast.Expr, columns: dict[str, np.ndarray]) -> np.ndarray:
+    """`score` over input columns of doubles, in row order, computed by the engine."""
+    names = tuple(columns)
+    n = len(columns[names[0]])
+    rows = [{**{k: float(columns[k][i]) for k in names}, ROW_KEY: i} for i in range(n)]
+    sql = SqlEmitter(engine.dialect).render(Assembled(names, score, "regressor"), "f32", ROW_KEY)
+    engine.load("f32", arrow_rows(rows, dict.fromkeys(names, "double"), ROW_KEY))
+    try:
+        table = engine.fetch_arrow(sql)
+    finally:
+        engine.drop("f32")
+    order = np.argsort(table.column(ROW_KEY).to_numpy())
+    return np.asarray(table.column("score").to_pylist(), dtype="float64")[order]
+
+
+def _x(name: str = "x") -> ast.Expr:
+    return ast.ColumnRef(name, "double")
+
+
+def _float32_cases(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Doubles whose float32 rounding is hard: ties, binade edges, subnormals."""
     # Normal doubles over float32's whole normal range.
-    normal = rng.normal(size=100_000) * 10.0 ** rng.integers(-37, 38, size=100_000)
+    normal = rng.normal(size=n) * 10.0 ** rng.integers(-37, 38, size=n)
     normal = normal[(np.abs(normal) > 1.2e-38) & (np.abs(normal) < 3.4e38)]
     # Exact ties between float32 neighbours, with even and odd lower neighbours.
-    f = (rng.normal(size=50_000) * 10.0 ** rng.integers(-30, 30, size=50_000)).astype(np.float32)
+    f = (rng.normal(size=n) * 10.0 ** rng.integers(-30, 30, size=n)).astype(np.float32)
     up = np.nextafter(f, np.float32(np.inf))
     ties = (f.astype("float64") + up.astype("float64")) / 2.0
     # Just below powers of two, where rounding carries into the next binade.
-    p2 = 2.0 ** rng.integers(-100, 100, size=20_000).astype("float64")
-    near = p2 * (1.0 - rng.uniform(0, 2.0**-20, size=20_000))
-    # Sums of two float32 values (what each leaf addition is).
-    a = (rng.normal(size=50_000) * 3).astype(np.float32)
-    b = (rng.normal(size=50_000) * 0.1).astype(np.float32)
-    sums = a.astype("float64") + b.astype("float64")
-    values = np.concatenate([normal, ties, near, sums, [0.0, -0.0, 1.0, -1.0]])
+    p2 = 2.0 ** rng.integers(-100, 100, size=n).astype("float64")
+    near = p2 * (1.0 - rng.uniform(0, 2.0**-20, size=n))
+    # float32's subnormal range (fewer significant bits), above the 2^-150 that rounds to 0.
+    sub = rng.uniform(2.0**-149, 2.0**-126, size=n) * rng.choice([-1.0, 1.0], size=n)
+    edges = [0.0, -0.0, 1.0, -1.0, 2.0**-149, 2.0**-150 * 1.5, float(np.finfo(np.float32).max)]
+    return np.concatenate([normal, ties, near, sub, edges])
+
+
+@pytest.mark.parametrize(
+    ("dialect", "text"),
+    [
+        ("duckdb", 'CAST(CAST("x" AS REAL) AS DOUBLE)'),
+        ("postgres", 'CAST(CAST("x" AS REAL) AS DOUBLE PRECISION)'),
+        ("spark", "CAST(CAST(`x` AS FLOAT) AS DOUBLE)"),
+    ],
+)
+def test_float32_node_is_a_cast_through_the_4_byte_float(dialect: str, text: str) -> None:
+    assembled = Assembled(("x",), xgb_asm.float32_round(_x()), "regressor")
+    assert text in SqlEmitter(dialect).render(assembled, "t", None)
+
+
+def test_a_long_float32_chain_renders_without_deep_recursion() -> None:
+    # 1,500 rounds in one expression (past Python's default recursion limit of 1,000): the
+    # emitter walks the chain in a loop and writes one flat REAL sum, cast to DOUBLE once.
+    total = xgb_asm.float32_round(ast.num(0.5))
+    for _ in range(1_500):
+        total = xgb_asm._f32_op(total, xgb_asm.float32_round(_x()), ast.BinNumOpType.ADD)
+    sql = SqlEmitter("duckdb").render(Assembled(("x",), total, "regressor"), "t", None)
+    score = sql.split("FROM t")[-1]
+    assert score.count('CAST("x" AS REAL)') == 1_500
+    assert score.count("AS DOUBLE)") == 1
+
+
+def test_float32_round_in_the_engine_is_the_cast_to_float32(engine) -> None:
+    rng = np.random.default_rng(SEED)
+    values = _float32_cases(rng, 20_000 if engine.dialect == "duckdb" else 4_000)
     expected = values.astype(np.float32).astype("float64")
-    got = _run_float32_round(values)
+    got = _evaluate(engine, xgb_asm.float32_round(_x()), {"x": values})
     wrong = np.flatnonzero(got != expected)
     assert len(wrong) == 0, (values[wrong[:5]], got[wrong[:5]], expected[wrong[:5]])
     # Not vacuous: ties go to the even neighbour, which is the upper one about half the time.
-    tie_rounded = expected[len(normal) : len(normal) + len(ties)]
-    assert 0.4 < np.mean(tie_rounded == up.astype("float64")) < 0.6
+    assert 0.3 < np.mean(np.abs(expected) > np.abs(values)) < 0.7
+
+
+@pytest.mark.parametrize(
+    ("op", "numpy_op"),
+    [
+        (ast.BinNumOpType.ADD, np.add),
+        (ast.BinNumOpType.SUB, np.subtract),
+        (ast.BinNumOpType.DIV, np.divide),
+    ],
+)
+def test_float32_operations_in_the_engine(engine, op, numpy_op) -> None:
+    # Float32 operands: the emitter computes these in REAL arithmetic (no round trip through
+    # DOUBLE), a three-step chain the way margins accumulate.
+    rng = np.random.default_rng(SEED)
+    n = 20_000 if engine.dialect == "duckdb" else 4_000
+    a, b, c = (
+        (rng.normal(size=n) * 10.0 ** rng.integers(-3, 4, size=n)).astype(np.float32)
+        for _ in range(3)
+    )
+    if op == ast.BinNumOpType.DIV:
+        b, c = np.abs(b) + np.float32(1), np.abs(c) + np.float32(1)
+    f32 = xgb_asm.float32_round
+    step = xgb_asm._f32_op(f32(_x("a")), ast.IdExpr(f32(_x("b")), True), op)
+    chain = xgb_asm._f32_op(step, f32(_x("c")), op)
+    cols = {k: v.astype("float64") for k, v in {"a": a, "b": b, "c": c}.items()}
+    got = _evaluate(engine, chain, cols)
+    expected = numpy_op(numpy_op(a, b), c).astype("float64")
+    assert np.array_equal(got, expected)
+    # Not vacuous: the same chain in double differs.
+    assert not np.array_equal(numpy_op(numpy_op(cols["a"], cols["b"]), cols["c"]), expected)
+
+
+def test_float32_of_a_double_operand_rounds_once(engine) -> None:
+    # Only float32 operands go through REAL arithmetic: a double operand (not a float32 value)
+    # must not be rounded before the addition, or round(a + x) becomes round(a + round(x)).
+    rng = np.random.default_rng(SEED)
+    a = rng.normal(size=2_000).astype(np.float32).astype("float64")
+    x = rng.normal(size=2_000) * 1e-3
+    score = xgb_asm._f32_op(xgb_asm.float32_round(_x("a")), _x("x"), ast.BinNumOpType.ADD)
+    got = _evaluate(engine, score, {"a": a, "x": x})
+    assert np.array_equal(got, (a + x).astype(np.float32).astype("float64"))
+    assert not np.array_equal(got, (a + x.astype(np.float32)).astype(np.float32))
+
+
+def test_float32_quotients_that_round_to_zero(engine) -> None:
+    # A probability e / total whose float32 is 0 (PostgreSQL refuses that cast) or subnormal.
+    tiny = 2.0**-149
+    es = [0.0, tiny, 2 * tiny, 3 * tiny, 5 * tiny, 1e-40, 1e-38, 0.25, 1.0]
+    totals = [1.0, 1.5, 2.0, 3.0, 1e6]
+    e, t = (grid.ravel() for grid in np.meshgrid(np.array(es), np.array(totals)))
+    score = xgb_asm._f32_quotient(_x("e"), _x("t"))
+    got = _evaluate(engine, score, {"e": e, "t": t})
+    expected = (e.astype(np.float32) / t.astype(np.float32)).astype("float64")
+    assert np.array_equal(got, expected)
+    assert (expected == 0).sum() > 5 and ((expected > 0) & (expected < 1e-38)).sum() > 3
+
+
+def _margins_at_the_edges() -> np.ndarray:
+    """float32 margins at expf's edges (overflow to inf, underflow to 0 and subnormals), far
+    beyond them, and ordinary ones."""
+    edges = [xgb_asm.EXPF_MIN_NONZERO, xgb_asm.EXPF_MAX_FINITE, xgb_asm.EXPF_OVERFLOW, 0.0]
+    values: list[float] = [1e30, 1e5, 200.0, 104.0, 103.0, 90.0, 87.5, 20.0, 1.0, 1e-30]
+    for v in edges:
+        f = np.float32(v)
+        for k in range(-2, 3):
+            g = f
+            for _ in range(abs(k)):
+                g = np.nextafter(g, np.float32(np.inf if k > 0 else -np.inf))
+            values.append(float(g))
+    rng = np.random.default_rng(SEED)
+    values += list(rng.uniform(-110, 95, size=400))
+    out = np.array(values + [-v for v in values], dtype=np.float32)
+    return out.astype("float64")
+
+
+def test_expf_links_at_the_float32_edges(engine) -> None:
+    # The reference is a correctly rounded float32 exp: glibc's expf agrees at every edge here
+    # (and on all but ~1 in 1,600 other arguments, which the random margins may hit).
+    m = _margins_at_the_edges()
+    with np.errstate(over="ignore"):
+        expf = np.exp(m).astype(np.float32)
+        expf_neg = np.exp(-m).astype(np.float32)
+    sigmoid = (np.float32(1) / (np.float32(1) + expf_neg)).astype("float64")
+    got_exp = _evaluate(engine, xgb_asm.exp32(_x("m")), {"m": m})
+    got_sigmoid = _evaluate(engine, xgb_asm.sigmoid32(_x("m")), {"m": m})
+    ulp = np.spacing(expf.astype(np.float32)).astype("float64")
+    with np.errstate(invalid="ignore"):  # inf - inf where both overflow
+        exp_off = np.abs(got_exp - expf.astype("float64"))
+    assert np.all((got_exp == expf.astype("float64")) | (exp_off <= ulp)), m[exp_off > ulp]
+    assert np.mean(got_exp == expf.astype("float64")) > 0.99
+    assert np.isinf(got_exp[m >= xgb_asm.EXPF_OVERFLOW]).all()
+    assert (got_exp[m < xgb_asm.EXPF_MIN_NONZERO] == 0).all()
+    assert (got_exp[(m >= xgb_asm.EXPF_MIN_NONZERO) & (m < -87)] > 0).all()
+    assert np.max(np.abs(got_sigmoid - sigmoid)) <= FLOAT32_TOLERANCE
+    assert np.mean(got_sigmoid == sigmoid) > 0.99
+    assert set(got_sigmoid[np.abs(m) > 1e4]) == {0.0, 1.0}
 
 
 def _f64_around(x: float, k: int) -> list[float]:
@@ -294,6 +441,69 @@ def test_margins_are_bit_identical(data, make, target: str) -> None:
     diff = np.abs(got - expected)
     assert np.nanmax(np.where(got == expected, 0.0, diff)) <= EXACT
     assert not np.isnan(got).any()
+
+
+def test_long_models_stay_exact(data, monkeypatch) -> None:
+    # More rounds than ROUNDS_PER_COLUMN (made small so the fit stays quick): the running sum is
+    # cut into columns, results stay bit-identical, and the SQL stays a handful of CTE stages
+    # (the float32 sum is flat, not one stage per round).
+    monkeypatch.setattr(xgb_asm, "ROUNDS_PER_COLUMN", 20)
+    rounds = 2 * 20 + 7
+    kw = {**XGB_KW, "n_estimators": rounds, "max_depth": 2, "learning_rate": 0.1}
+    model = XGBRegressor(**kw).fit(data["train"][NUMERIC], data["regression"])
+    assert model.get_booster().num_boosted_rounds() == rounds
+    holdout = data["holdout"][NUMERIC]
+    report = check_parity(model, _con(), holdout, tolerance=EXACT)
+    _assert_parity(report, EXACT)
+    sql = to_sql(model, "leads")
+    assert sql.count(" AS (") <= 5, sql.count(" AS (")  # inputs, trees, 3 pieces of the sum
+    # Each piece of the sum is one line: the previous piece (or the base) and its rounds.
+    pieces = [line.count(" AS REAL)") for line in sql.splitlines() if " AS REAL) + " in line]
+    assert pieces == [21, 21, 8], pieces
+
+
+def test_margins_that_could_overflow_float32_are_refused(data) -> None:
+    model = XGBRegressor(**XGB_KW).fit(data["train"][NUMERIC], data["regression"])
+    inputs = [ast.ColumnRef(n) for n in NUMERIC]
+    doctored = xgb_asm._model_json(model)
+    for tree in doctored["learner"]["gradient_booster"]["model"]["trees"]:
+        tree["split_conditions"] = [
+            c * 1e37 if child == -1 else c
+            for c, child in zip(tree["split_conditions"], tree["left_children"], strict=True)
+        ]
+    xgb_asm.margins(model, inputs)  # the fitted model itself is fine
+    with pytest.raises(UnsupportedError, match="overflow"):
+        xgb_asm.margins(model, inputs, doctored)
+
+
+# -- the gate's tolerance ----------------------------------------------------------------------
+
+
+def test_gate_checks_xgboost_probabilities_at_float32_precision(data) -> None:
+    # multi:softmax's predict_proba uses numpy's float32 exp, off by an ulp on many rows: the
+    # float64 tolerance would refuse it, the declared float32 one accepts it.
+    model = XGBClassifier(objective="multi:softmax", **MULTI_KW)
+    model.fit(data["train"][NUMERIC], data["multi"])
+    assert assemble(model).tolerance == FLOAT32_TOLERANCE
+    report = check_parity(model, _con(), data["holdout"][NUMERIC])
+    assert report.tolerance == FLOAT32_TOLERANCE
+    assert report.passed, report.worst_row
+    assert report.max_abs_diff > TOLERANCE  # not vacuous
+    # An explicit tolerance still wins.
+    strict = check_parity(model, _con(), data["holdout"][NUMERIC], tolerance=TOLERANCE)
+    assert not strict.passed
+
+
+def test_gate_keeps_the_float64_tolerance_elsewhere(data) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    train = data["train"][NUMERIC].fillna(0.0)
+    tree = DecisionTreeClassifier(max_depth=4, random_state=SEED).fit(train, data["binary"])
+    assert assemble(tree).tolerance is None
+    assert check_parity(tree, _con(), data["holdout"][NUMERIC].fillna(0.0)).tolerance == TOLERANCE
+    # XGBoost's margins are exact: an identity-link regressor declares nothing either.
+    reg = XGBRegressor(**XGB_KW).fit(data["train"][NUMERIC], data["regression"])
+    assert assemble(reg).tolerance is None
 
 
 # -- parity: one-hot categories in a pipeline, NaN in numeric columns -------------------------

@@ -166,6 +166,25 @@ class SigmoidExpr(m2.Expr):
         return hash((SigmoidExpr, self.expr))
 
 
+class Float32Expr(m2.Expr):
+    """`expr` rounded to the nearest float32 (ties to even), read back as a double: one step of
+    float32 arithmetic (XGBoost). Callers keep `expr` where every engine rounds it without
+    raising: no finite value that rounds past FLT_MAX (DuckDB and PostgreSQL raise on float32
+    overflow), and no non-zero value that rounds to 0, |expr| <= 2**-150 (PostgreSQL raises on
+    underflow)."""
+
+    output_size = 1
+
+    def __init__(self, expr: m2.Expr):
+        self.expr = expr
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Float32Expr and self.expr == other.expr
+
+    def __hash__(self) -> int:
+        return hash((Float32Expr, self.expr))
+
+
 class MaxExpr(m2.Expr):
     """The largest of several values (`greatest`); used to stabilise softmax."""
 

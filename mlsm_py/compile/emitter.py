@@ -354,6 +354,60 @@ class SqlEmitter:
     def visit_ExpExpr(self, node: ast.ExpExpr, state: _State) -> exp.Expression:
         return exp.Exp(this=self._visit(node.expr, state))
 
+    def visit_Float32Expr(self, node: ast.Float32Expr, state: _State) -> exp.Expression:
+        """The value rounded to float32, as a double: CAST(CAST(x AS REAL) AS DOUBLE) (FLOAT on
+        Spark); the cast rounds to nearest, ties to even, on all three engines.
+
+        `a op b` rounded, with a and b float32 values themselves (Float32Expr, or a column
+        holding one), is computed in REAL arithmetic instead: IEEE float32 + - * / is exactly
+        that rounding, on DuckDB, PostgreSQL and Spark alike. So XGBoost's running sum (one
+        rounded `prev + leaf` per boosting round) is one flat `CAST(... AS REAL) + ...` chain,
+        cast back to DOUBLE once, and it is walked in a loop, not one recursion per round
+        (docs/decisions/0011-xgboost-float32.md)."""
+        real = exp.DataType.build("float")
+
+        def float32_operand(x: ast.Expr) -> ast.Expr | None:
+            # x, if its value is a float32 (inline IdExprs looked through), else None.
+            while isinstance(x, ast.IdExpr) and not x.to_reuse:
+                x = x.expr
+            inner = x
+            while isinstance(inner, ast.IdExpr):
+                inner = inner.expr
+            return x if isinstance(inner, ast.Float32Expr) else None
+
+        def operands(n: ast.Float32Expr) -> tuple[ast.Expr, ast.Expr] | None:
+            e = n.expr
+            if isinstance(e, ast.BinNumExpr):
+                left, right = float32_operand(e.left), float32_operand(e.right)
+                if left is not None and right is not None:
+                    return left, right
+            return None
+
+        def as_real(x: ast.Expr) -> exp.Expression:
+            # A float32 operand as REAL: computed in REAL when inline, else its column cast
+            # (exactly: the double holds a float32 value).
+            if isinstance(x, ast.Float32Expr):
+                return in_real(x)
+            return exp.Cast(this=self._visit(x, state), to=real)
+
+        def in_real(n: ast.Float32Expr) -> exp.Expression:
+            links: list[tuple[ast.BinNumOpType, ast.Expr]] = []
+            pair = operands(n)
+            while pair is not None and isinstance(pair[0], ast.Float32Expr):
+                links.append((n.expr.op, pair[1]))
+                n = pair[0]
+                pair = operands(n)
+            if pair is None:
+                # exp.Cast, not exp.cast(): no copy of the argument, no merging of casts.
+                sql = exp.Cast(this=self._visit(n.expr, state), to=real)
+            else:
+                sql = _binary(self._BIN[n.expr.op], as_real(pair[0]), as_real(pair[1]))
+            for op, right in reversed(links):
+                sql = _binary(self._BIN[op], sql, as_real(right))
+            return sql
+
+        return exp.Cast(this=in_real(node), to=self.double_type())
+
     def visit_CoalesceExpr(self, node: ast.CoalesceExpr, state: _State) -> exp.Expression:
         return exp.Coalesce(
             this=self._visit(node.expr, state), expressions=[self._visit(node.default, state)]

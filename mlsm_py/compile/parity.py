@@ -188,7 +188,7 @@ def check_parity(
     con: Any,
     holdout: pd.DataFrame | None = None,
     *,
-    tolerance: float = TOLERANCE,
+    tolerance: float | None = None,
     dialect: str | None = None,
     adversarial: bool = True,
     extra_rows: list[dict] | None = None,
@@ -196,9 +196,13 @@ def check_parity(
     """Score holdout + adversarial rows with the compiled SQL on `con` and with the library;
     report rows checked, max |diff| and the worst row.
 
+    `tolerance` defaults to TOLERANCE, or to the coarser tolerance the model family declares
+    for its own arithmetic (`Assembled.tolerance`: XGBoost's float32 probabilities).
     `con` is a DuckDB connection or an engine from `mlsm_py.compile.engines` (PostgreSQL,
     Spark); the SQL is rendered in the engine's dialect unless `dialect` says otherwise."""
     assembled = assemble(estimator)
+    if tolerance is None:
+        tolerance = max(TOLERANCE, assembled.tolerance or 0.0)
     types = input_types(assembled)
     rows: list[dict] = []
     if holdout is not None and len(holdout):

@@ -139,6 +139,9 @@ class Assembled:
     `decision_function`;
     "multiclass": `score` is None and `probas` holds one probability per class of `classes`, in
     the library's order (the order of `predict_proba`'s columns).
+    `tolerance`: the parity tolerance the model's own arithmetic needs when it is coarser than
+    the gate's float64 default (XGBoost's float32 expf); an estimator function declares it as a
+    `tolerance` attribute on the expressions it returns. None: the default.
     """
 
     inputs: tuple[str, ...]
@@ -146,6 +149,7 @@ class Assembled:
     task: str
     classes: tuple = ()
     probas: tuple[ast.Expr, ...] = ()
+    tolerance: float | None = None
 
     def outputs(self) -> list[tuple[str, ast.Expr]]:
         """The output columns in order: `score`, or `score_<class>`... and `predicted_class`."""
@@ -200,6 +204,11 @@ def assemble(estimator: Any) -> Assembled:
         raise _unsupported(final, "final estimator")
     score = fn(final, [e for _, e in cols])
     inputs = tuple(str(n) for n in names)
+    declared = [
+        getattr(s, "tolerance", None)
+        for s in (score if isinstance(score, list | tuple) else [score])
+    ]
+    tolerance = max((t for t in declared if t is not None), default=None)
     if isinstance(score, list | tuple):
         # One probability per class: a multiclass classifier.
         classes = tuple(class_label(c) for c in final.classes_)
@@ -213,14 +222,14 @@ def assemble(estimator: Any) -> Assembled:
                 f"{type(final).__name__}: class labels {list(classes)} give output columns that "
                 "differ only in case"
             )
-        return Assembled(inputs, None, "multiclass", classes, tuple(score))
+        return Assembled(inputs, None, "multiclass", classes, tuple(score), tolerance)
     if not hasattr(final, "classes_"):
         task = "regressor"
     else:
         # SGDClassifier(loss="hinge") and LinearSVC have no predict_proba: their score is the
         # decision function.
         task = "classifier" if hasattr(final, "predict_proba") else "decision"
-    return Assembled(inputs, score, task)
+    return Assembled(inputs, score, task, tolerance=tolerance)
 
 
 def transform(step: Any, cols: Columns, where: str) -> Columns:

@@ -4,8 +4,9 @@ XGBoost reads every input as float32 and sends it left when `float32(x) < thresh
 or to the node's default child when it is missing. Each output group (one per class) starts at
 `base_score` taken through the objective's link and adds one leaf per tree *in float32*; the
 margin becomes a probability in float32 too (`1.0f / (1.0f + expf(-m))`, softmax with a double
-sum). The SQL repeats each of those float32 roundings with double arithmetic only:
-`float32_round`. See docs/decisions/0011-xgboost-float32.md.
+sum). The SQL repeats each of those float32 roundings with a cast to float32 and back
+(`ast.Float32Expr`), keeping every cast's argument where no engine raises on it. See
+docs/decisions/0011-xgboost-float32.md.
 """
 
 from __future__ import annotations
@@ -23,18 +24,29 @@ from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers.sklearn_trees import float32_split
 from mlsm_py.errors import UnsupportedError
 
-# Veltkamp's splitter for 53 - 24 = 29 bits: c = x * (2^29 + 1); c - (c - x) is x rounded to a
-# 24-bit significand, to nearest with ties to even, exactly as a cast to float32 rounds (checked
-# on millions of random values and exact ties; the tests check it in the engine). Valid for
-# |x| between float32's smallest normal (1.2e-38) and 1e300; below, float32 has fewer bits
-# (differences under 1.5e-45), above, float32 overflows to inf (margins never get there).
-VELTKAMP = 2.0**29 + 1.0
+# Probabilities and exp-link predictions are float32 values that may differ from XGBoost's by an
+# ulp or two where glibc's expf is not correctly rounded (the SQL's is): the parity gate checks
+# them at this tolerance instead of its float64 default (decision 0011). Margins and
+# identity-link predictions are exact and keep the default.
+FLOAT32_TOLERANCE = 1e-6
 
+FLT_MAX = float(np.finfo(np.float32).max)
+# A non-zero double at most this large in magnitude rounds to a float32 0 (the tie at 2^-150
+# goes to the even 0), where PostgreSQL's cast raises "underflow".
+F32_ROUNDS_TO_ZERO = 2.0**-150
 # The smallest float32 whose expf() is +inf: at or above it XGBoost's exp overflows.
 EXPF_OVERFLOW = float(np.float32(88.72283935546875))
-# Below -104, expf() is 0 in float32 (its smallest subnormal is e^-103.3). Clamping there also
-# keeps exp() inside double range, where PostgreSQL would raise on underflow.
-EXPF_UNDERFLOW = -104.0
+# The largest float32 whose expf() is finite (3.4027985e38, below FLT_MAX).
+EXPF_MAX_FINITE = float(np.nextafter(np.float32(EXPF_OVERFLOW), np.float32(-np.inf)))
+# The smallest float32 whose expf() is not 0: e^z is just above 2^-150 (by a relative 7e-7,
+# far more than exp()'s error), so it rounds up to float32's smallest subnormal; the float32
+# below it gives 0 (glibc's expf agrees on both).
+EXPF_MIN_NONZERO = -103.97207641601562
+# Chain at most this many rounds of a float32 running sum in one expression before it becomes a
+# shared column: each round nests one level deeper (a REAL addition); DuckDB refuses expressions
+# nested over 1000 deep (max_expression_depth) and plans a single long sum slowly (500 terms:
+# 2 s), while every extra column is an extra CTE stage. Measured in decision 0011.
+ROUNDS_PER_COLUMN = 100
 # A double beyond float32's range: it rounds to -inf (the tie at 2^128 - 2^103 rounds up, to
 # the "even" infinity, because FLT_MAX's significand is odd).
 _F32_OVERFLOW_EDGE = 2.0**128 - 2.0**103
@@ -52,7 +64,7 @@ EXP_OBJECTIVES = ("count:poisson", "reg:gamma", "reg:tweedie")
 REGRESSOR_OBJECTIVES = IDENTITY_OBJECTIVES + LOGISTIC_OBJECTIVES + EXP_OBJECTIVES
 
 
-# -- float32 arithmetic in double ------------------------------------------------------------
+# -- float32 arithmetic ----------------------------------------------------------------------
 
 
 def _column(expr: ast.Expr) -> ast.Expr:
@@ -65,16 +77,24 @@ def _column(expr: ast.Expr) -> ast.Expr:
 
 
 def float32_round(x: ast.Expr) -> ast.Expr:
-    """x rounded to float32 (see VELTKAMP). `x` is written three times: pass a column, or a
-    cheap expression of columns (one addition), never a tree."""
-    c = ast.BinNumExpr(x, ast.num(VELTKAMP), ast.BinNumOpType.MUL)
-    return ast.BinNumExpr(c, ast.BinNumExpr(c, x, ast.BinNumOpType.SUB), ast.BinNumOpType.SUB)
+    """x rounded to float32 (ties to even), as a double. The caller keeps x where every engine
+    rounds it without raising (see ast.Float32Expr)."""
+    return ast.Float32Expr(x)
 
 
 def _f32_op(a: ast.Expr, b: ast.Expr, op: ast.BinNumOpType) -> ast.Expr:
     # a op b for float32 a and b: the double result rounded once more to float32 is the float32
-    # result (53 >= 2 * 24 + 2, so double rounding is innocuous for + - * /).
-    return float32_round(ast.BinNumExpr(_column(a), _column(b), op))
+    # result (53 >= 2 * 24 + 2, so double rounding is innocuous for + - * /). A sum or
+    # difference of float32 values is 0 or at least 2^-149 in magnitude: it never rounds to 0.
+    return float32_round(ast.BinNumExpr(a, b, op))
+
+
+def _f32_quotient(a: ast.Expr, b: ast.Expr) -> ast.Expr:
+    """a / b in float32 for float32 columns a >= 0 and b >= 1 (a probability): 0 where the
+    quotient rounds to a float32 0, which PostgreSQL's cast would refuse."""
+    q = ast.BinNumExpr(a, b, ast.BinNumOpType.DIV)
+    tiny = ast.CompExpr(q, ast.num(F32_ROUNDS_TO_ZERO), ast.CompOpType.LTE)
+    return ast.IfExpr(tiny, ast.num(0.0), float32_round(q))
 
 
 def float32_less_than(threshold: float) -> tuple[float, bool]:
@@ -205,6 +225,29 @@ def objective(model_json: dict) -> str:
     return str(model_json["learner"]["objective"]["name"])
 
 
+def _leaves(tree: dict) -> list[float]:
+    return [
+        float(np.float32(c))
+        for c, child in zip(tree["split_conditions"], tree["left_children"], strict=True)
+        if child == -1
+    ]
+
+
+def _check_margin_range(bases: list[float], used: list[dict], groups: list[int]) -> None:
+    """Refuse a model whose float32 margin could overflow: the SQL's float32 casts raise there
+    (DuckDB, PostgreSQL). |partial sum| <= |base| + the largest |leaf| of each tree so far, up
+    to float32 rounding, which a factor of 2 of headroom covers for any number of rounds."""
+    bound = [abs(b) for b in bases]
+    for tree, group in zip(used, groups, strict=True):
+        bound[group] += max(abs(v) for v in _leaves(tree))
+    if max(bound) > FLT_MAX / 2:
+        raise UnsupportedError(
+            f"not supported: XGBoost model whose leaf values add up to {max(bound):.3g}; its "
+            f"float32 margin could overflow (supported: |base| + sum of max |leaf| <= "
+            f"{FLT_MAX / 2:.3g})"
+        )
+
+
 def margins(model: Any, inputs: list[ast.Expr], model_json: dict | None = None) -> list[ast.Expr]:
     """One float32 margin per output group (class), as predict(output_margin=True) gives it."""
     model_json = model_json if model_json is not None else _model_json(model)
@@ -215,15 +258,21 @@ def margins(model: Any, inputs: list[ast.Expr], model_json: dict | None = None) 
     n_groups = max(int(params.get("num_class", "0")), 1)
     xs = [ast.as_double(x) for x in inputs]
     used = _trees_used(model, gbtree)
-    info = gbtree["tree_info"]
+    groups = [int(g) for g in gbtree["tree_info"][: len(used)]]
+    bases = _base_margins(model_json, n_groups)
+    _check_margin_range(bases, used, groups)
     # Per group, in tree order: ((base + t0) + t1) + ..., each addition rounded to float32, as
-    # XGBoost's CPU predictor accumulates. float32_round reads its argument three times, so each
-    # tree and each partial sum is a column: the partial sums chain one CTE stage per round.
-    totals: list[ast.Expr] = [ast.num(b) for b in _base_margins(model_json, n_groups)]
-    for i, tree in enumerate(used):
-        group = int(info[i])
-        column = ast.IdExpr(_tree(tree, xs), to_reuse=True)
-        totals[group] = ast.IdExpr(_f32_op(totals[group], column, ast.BinNumOpType.ADD), True)
+    # XGBoost's CPU predictor accumulates. Each tree is a column; the running sum is one
+    # expression (float32 arithmetic in SQL: every operand is marked as a float32 value, which
+    # the base and the leaves are), cut into a column every ROUNDS_PER_COLUMN rounds.
+    totals: list[ast.Expr] = [float32_round(ast.num(b)) for b in bases]
+    rounds = [0] * n_groups
+    for tree, group in zip(used, groups, strict=True):
+        column = ast.IdExpr(float32_round(_tree(tree, xs)), to_reuse=True)
+        totals[group] = _f32_op(totals[group], column, ast.BinNumOpType.ADD)
+        rounds[group] += 1
+        if rounds[group] % ROUNDS_PER_COLUMN == 0:
+            totals[group] = ast.IdExpr(totals[group], to_reuse=True)
     return totals
 
 
@@ -239,23 +288,29 @@ def _if_gt(x: ast.Expr, bound: float, then: ast.Expr, orelse: ast.Expr) -> ast.E
 
 
 def _expf(z: ast.Expr) -> ast.Expr:
-    """float32 expf(z) for a float32 z, as a column: exp() in double, rounded to float32.
-    glibc's expf is not always correctly rounded: about 1 argument in 1,600 gets the other
-    neighbour (one float32 ulp), which is the only inexact step of this module."""
+    """float32 expf(z) for a float32 z, as a column: exp() in double, rounded to float32; 0
+    below EXPF_MIN_NONZERO. Where expf overflows (z >= EXPF_OVERFLOW) this gives
+    expf(EXPF_MAX_FINITE): callers test for that themselves. glibc's expf is not always
+    correctly rounded: about 1 argument in 1,600 gets the other neighbour (one float32 ulp),
+    which is the only inexact step of this module."""
     z = _column(z)
-    low = _if_lt(z, EXPF_UNDERFLOW, ast.num(EXPF_UNDERFLOW), z)
-    clamped = _if_gt(z, EXPF_OVERFLOW, ast.num(EXPF_OVERFLOW), low)
-    e = ast.IdExpr(ast.ExpExpr(clamped), to_reuse=True)
+    # The clamp keeps exp() and the cast in range for every row (PostgreSQL raises on exp()
+    # underflow, on float32 overflow and on a non-zero value rounding to 0), even on an
+    # engine that evaluated both branches of the CASE.
+    high = _if_gt(z, EXPF_MAX_FINITE, ast.num(EXPF_MAX_FINITE), z)
+    clamped = _if_lt(z, EXPF_MIN_NONZERO, ast.num(EXPF_MIN_NONZERO), high)
+    e = _if_lt(z, EXPF_MIN_NONZERO, ast.num(0.0), ast.ExpExpr(clamped))
     return ast.IdExpr(float32_round(e), to_reuse=True)
 
 
 def sigmoid32(m: ast.Expr) -> ast.Expr:
     """XGBoost's `1.0f / (1.0f + expf(-m))` for a float32 margin m."""
     m = _column(m)
-    # For m > 104 the clamped expf(-m) is ~7e-46 instead of 0: 1.0f + e is 1.0f either way.
     e = _expf(ast.BinNumExpr(m, ast.num(-1.0), ast.BinNumOpType.MUL))
-    denom = ast.IdExpr(_f32_op(ast.num(1.0), e, ast.BinNumOpType.ADD), to_reuse=True)
-    p = _f32_op(ast.num(1.0), denom, ast.BinNumOpType.DIV)
+    # 1 <= denom <= FLT_MAX, so 1 / denom is at least 2.9e-39: no cast here can raise.
+    one = float32_round(ast.num(1.0))
+    denom = _f32_op(one, e, ast.BinNumOpType.ADD)
+    p = _f32_op(one, denom, ast.BinNumOpType.DIV)
     # At -m >= EXPF_OVERFLOW, expf is inf and the probability exactly 0.
     return ast.IfExpr(ast.CompExpr(m, ast.num(-EXPF_OVERFLOW), ast.CompOpType.LTE), ast.num(0.0), p)
 
@@ -265,7 +320,7 @@ def exp32(m: ast.Expr) -> ast.Expr:
     m = _column(m)
     e = _expf(m)
     over = ast.CompExpr(m, ast.num(EXPF_OVERFLOW), ast.CompOpType.GTE)
-    return ast.IfExpr(over, ast.num(math.inf), _if_lt(m, EXPF_UNDERFLOW, ast.num(0.0), e))
+    return ast.IfExpr(over, ast.num(math.inf), e)
 
 
 def softprob32(ms: list[ast.Expr]) -> list[ast.Expr]:
@@ -274,8 +329,9 @@ def softprob32(ms: list[ast.Expr]) -> list[ast.Expr]:
     ms = [_column(m) for m in ms]
     top = ast.IdExpr(ast.MaxExpr(ms), to_reuse=True)
     es = [_expf(_f32_op(m, top, ast.BinNumOpType.SUB)) for m in ms]
-    total = ast.IdExpr(float32_round(ast.IdExpr(ast.add_all(es), to_reuse=True)), to_reuse=True)
-    return [ast.IdExpr(_f32_op(e, total, ast.BinNumOpType.DIV), to_reuse=True) for e in es]
+    # 1 <= total <= number of classes (the top class's e is 1).
+    total = ast.IdExpr(float32_round(ast.add_all(es)), to_reuse=True)
+    return [ast.IdExpr(_f32_quotient(e, total), to_reuse=True) for e in es]
 
 
 def scipy_softmax32(ms: list[ast.Expr]) -> list[ast.Expr]:
@@ -287,11 +343,19 @@ def scipy_softmax32(ms: list[ast.Expr]) -> list[ast.Expr]:
     es = [_expf(_f32_op(m, top, ast.BinNumOpType.SUB)) for m in ms]
     total = es[0]
     for e in es[1:]:
-        total = ast.IdExpr(_f32_op(total, e, ast.BinNumOpType.ADD), to_reuse=True)
-    return [ast.IdExpr(_f32_op(e, total, ast.BinNumOpType.DIV), to_reuse=True) for e in es]
+        total = _f32_op(total, e, ast.BinNumOpType.ADD)
+    total = _column(total)
+    return [ast.IdExpr(_f32_quotient(e, total), to_reuse=True) for e in es]
 
 
 # -- estimators ------------------------------------------------------------------------------
+
+
+def _through_expf(scores: ast.Expr | list[ast.Expr]) -> ast.Expr | list[ast.Expr]:
+    """Declare the parity tolerance of scores that went through expf (Assembled.tolerance)."""
+    for score in scores if isinstance(scores, list) else [scores]:
+        score.tolerance = FLOAT32_TOLERANCE
+    return scores
 
 
 def classifier(model: Any, inputs: list[ast.Expr]) -> ast.Expr | list[ast.Expr]:
@@ -307,10 +371,10 @@ def classifier(model: Any, inputs: list[ast.Expr]) -> ast.Expr | list[ast.Expr]:
     if name == "binary:logistic":
         if n_classes != 2 or len(ms) != 1:
             raise UnsupportedError(f"XGBClassifier: binary:logistic with {n_classes} classes")
-        return sigmoid32(ms[0])
+        return _through_expf(sigmoid32(ms[0]))
     if len(ms) != n_classes:
         raise UnsupportedError(f"XGBClassifier: {len(ms)} margins for {n_classes} classes")
-    return softprob32(ms) if name == "multi:softprob" else scipy_softmax32(ms)
+    return _through_expf(softprob32(ms) if name == "multi:softprob" else scipy_softmax32(ms))
 
 
 def regressor(model: Any, inputs: list[ast.Expr]) -> ast.Expr:
@@ -325,9 +389,9 @@ def regressor(model: Any, inputs: list[ast.Expr]) -> ast.Expr:
     if len(ms) != 1:
         raise UnsupportedError(f"not supported: XGBRegressor with {len(ms)} outputs")
     if name in LOGISTIC_OBJECTIVES:
-        return sigmoid32(ms[0])
+        return _through_expf(sigmoid32(ms[0]))
     if name in EXP_OBJECTIVES:
-        return exp32(ms[0])
+        return _through_expf(exp32(ms[0]))
     return ms[0]
 
 
