@@ -30,7 +30,7 @@ from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import Assembled, assemble
 from mlsm_py.compile.assemblers import xgboost as xgb_asm
 from mlsm_py.compile.emitter import SqlEmitter
-from mlsm_py.compile.engines import DuckDBEngine
+from mlsm_py.compile.engines import DuckDBEngine, SparkEngine
 from mlsm_py.compile.parity import (
     ROW_KEY,
     TOLERANCE,
@@ -181,12 +181,15 @@ def _bit_identical_share(model, frame: pd.DataFrame) -> float:
 # -- float32 arithmetic, run in the engines ---------------------------------------------------
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+@pytest.fixture(params=["duckdb", "postgres", pytest.param("spark", marks=pytest.mark.spark)])
 def engine(request):
-    """DuckDB, and PostgreSQL when MLSM_PG_DSN is set: PostgreSQL raises where a float32 cast or
-    REAL operation overflows or rounds a non-zero value to 0, so it checks the range guards."""
+    """DuckDB; PostgreSQL when MLSM_PG_DSN is set (it raises where a float32 cast or REAL
+    operation overflows or rounds a non-zero value to 0, so it checks the range guards); Spark
+    with -m spark (it divides FLOATs in DOUBLE)."""
     if request.param == "postgres":
         return request.getfixturevalue("pg_engine")
+    if request.param == "spark":
+        return SparkEngine(request.getfixturevalue("spark_session"))
     return DuckDBEngine(_con())
 
 
@@ -272,8 +275,9 @@ def test_float32_round_in_the_engine_is_the_cast_to_float32(engine) -> None:
     ],
 )
 def test_float32_operations_in_the_engine(engine, op, numpy_op) -> None:
-    # Float32 operands: the emitter computes these in REAL arithmetic (no round trip through
-    # DOUBLE), a three-step chain the way margins accumulate.
+    # Float32 operands, a three-step chain the way margins accumulate: + and - run in REAL
+    # arithmetic (no round trip through DOUBLE), / through the cast (Spark divides FLOATs in
+    # DOUBLE).
     rng = np.random.default_rng(SEED)
     n = 20_000 if engine.dialect == "duckdb" else 4_000
     a, b, c = (

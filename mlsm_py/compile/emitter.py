@@ -358,13 +358,15 @@ class SqlEmitter:
         """The value rounded to float32, as a double: CAST(CAST(x AS REAL) AS DOUBLE) (FLOAT on
         Spark); the cast rounds to nearest, ties to even, on all three engines.
 
-        `a op b` rounded, with a and b float32 values themselves (Float32Expr, or a column
-        holding one), is computed in REAL arithmetic instead: IEEE float32 + - * / is exactly
-        that rounding, on DuckDB, PostgreSQL and Spark alike. So XGBoost's running sum (one
-        rounded `prev + leaf` per boosting round) is one flat `CAST(... AS REAL) + ...` chain,
-        cast back to DOUBLE once, and it is walked in a loop, not one recursion per round
+        `a + b` or `a - b` rounded, with a and b float32 values themselves (Float32Expr, or a
+        column holding one), is computed in REAL arithmetic instead: IEEE float32 addition is
+        exactly that rounding, on DuckDB, PostgreSQL and Spark alike (not division: Spark
+        divides FLOATs in DOUBLE). So XGBoost's running sum (one rounded `prev + leaf` per
+        boosting round) is one flat `CAST(... AS REAL) + ...` chain, cast back to DOUBLE once,
+        and it is walked in a loop, not one recursion per round
         (docs/decisions/0011-xgboost-float32.md)."""
         real = exp.DataType.build("float")
+        additive = (ast.BinNumOpType.ADD, ast.BinNumOpType.SUB)
 
         def float32_operand(x: ast.Expr) -> ast.Expr | None:
             # x, if its value is a float32 (inline IdExprs looked through), else None.
@@ -377,7 +379,7 @@ class SqlEmitter:
 
         def operands(n: ast.Float32Expr) -> tuple[ast.Expr, ast.Expr] | None:
             e = n.expr
-            if isinstance(e, ast.BinNumExpr):
+            if isinstance(e, ast.BinNumExpr) and e.op in additive:
                 left, right = float32_operand(e.left), float32_operand(e.right)
                 if left is not None and right is not None:
                     return left, right
