@@ -1,39 +1,52 @@
-"""Scoring throughput: Python scoring vs in-warehouse SQL scoring of the same fitted models.
+"""Scoring throughput: Python scoring vs in-warehouse scoring of the same fitted models.
 
-mlsm's claim is that a model compiled to SQL scores inside DuckDB without a round trip through
-Python. This script measures both routes on one synthetic warehouse, for every demo model in
-`models_py.MODELS`, over all N rows of the feature relation `lead_features`:
+mlsm scores every model inside the warehouse, by SQL or by a dbt Python model, whichever
+`mlsm_py.compile.path.choose_path` expects to be faster. This script measures every route on one
+synthetic warehouse, for every demo model in `models_py.MODELS` plus a 200-tree and a 1,000-tree
+LightGBM (EXTRA_MODELS), over all N rows of the feature relation `lead_features`:
 
-python path   what a Python scoring job does: `artifacts.load` (sha256 + skops type check),
-              read the key and input columns from DuckDB into pandas and convert them with
-              `model_frame` ("read"), `predict_proba` ("predict"), write (key, score) back into
-              a DuckDB table through Arrow ("write").
-sql path      `CREATE OR REPLACE TABLE ... AS <to_sql(...)>` on the same DuckDB connection:
-              parse, plan and execute of the compiled statement, scores written to a table.
-plan          `EXPLAIN <to_sql(...)>`: DuckDB plans the statement without executing it, so this
-              is the part of the SQL time that does not grow with the row count.
-plain sum     `CREATE OR REPLACE TABLE ... AS SELECT key, <sum of the numeric inputs>`: the cost
-              of one scan + one table write, the floor any in-warehouse scoring sits on.
+native        what a Python scoring job outside the warehouse does: `artifacts.load` (sha256 +
+              skops type check), read the key and input columns from DuckDB into pandas and
+              convert them with `model_frame` ("read"), `predict_proba` ("predict"), write
+              (key, score) back into a DuckDB table through Arrow ("write"). The baseline.
+python model  the dbt Python-model path: `artifacts.load` + `pyscore.score_relation` over the
+              DuckDB relation (Arrow batches, no pandas copy of the table) + write back.
+naive sql     the model as one expression: every tree inlined into one left-deep sum (m2cgen
+              style), run as a user would: DuckDB's default max_expression_depth (1000)
+              refuses a 1,000-tree sum (the table says so); stopped after --naive-timeout
+              seconds. (Raising the limit does not help: the 1,000-tree statement then did not
+              finish binding in 6 minutes, and DuckDB's interrupt is not checked there.)
+sql           `CREATE OR REPLACE TABLE ... AS <to_sql(...)>`: the emitter's layout
+              (docs/decisions/0013-large-ensemble-layout.md); parse, plan and execute.
+plan          `EXPLAIN <to_sql(...)>`: DuckDB plans the statement without executing it.
+chosen        the route `choose_path` picks (sql or python model) and its time.
+plain sum     `CREATE OR REPLACE TABLE ... AS SELECT key, <sum of the numeric inputs>`: one scan
+              + one table write, the floor any in-warehouse scoring sits on.
 
-Every timing is the best of two runs (time.perf_counter). DuckDB runs with `SET threads = 2`;
-the demo's forest and LightGBM models predict with n_jobs=2, so both routes get two threads.
-Both routes' scores are compared row by row afterwards (max |diff|), so the numbers are for
+Every timing is the best of --runs runs (time.perf_counter). DuckDB runs with `SET threads = 2`;
+the forest, LightGBM and XGBoost models predict with n_jobs=2 (histogram boosting
+uses OpenMP's default, the 2 cores), so every route gets two threads. Scores of
+every route are compared row by row with the native ones (max |diff|), so the numbers are for
 the same answer. The warehouse lives in a temporary directory unless --warehouse is given; the
 project's own warehouse is never touched. dbt is not run (its start-up would dominate small
 runs): the feature SQL is taken from the dbt model file with its two Jinja expressions replaced.
 
-    python bench/score_throughput.py --rows 1000000 [--train-rows 100000] [--out results.json]
+    python bench/score_throughput.py --rows 1000000 [--train-rows 100000] [--runs 2]
+        [--models lead_logreg,lgbm200] [--naive-timeout 300] [--out results.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import sys
 import tempfile
+import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,16 +58,25 @@ import lightgbm
 import pyarrow as pa
 import sklearn
 import sqlglot
+import xgboost
+from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sqlglot import exp
+from xgboost import XGBClassifier
 
-from mlsm_py import pipeline
-from mlsm_py.compile import to_sql
+from mlsm_py import pipeline, pyscore
+from mlsm_py.compile import ast, to_sql
+from mlsm_py.compile.assemblers import assemble
+from mlsm_py.compile.emitter import SqlEmitter, _State
+from mlsm_py.compile.layout import Layout
+from mlsm_py.compile.path import choose_path
 from mlsm_py.demo.data import generate_leads, load_leads
 from mlsm_py.frames import model_frame
 from mlsm_py.registry import artifacts
 from mlsm_py.spec import Model
 from mlsm_py.train.trainer import Fit, input_types, scores_of, train
 from models_py import MODELS
+from models_py.leads import lgbm
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES_FILE = ROOT / "dbt_project" / "models" / "features" / "lead_features.sql"
@@ -69,12 +91,48 @@ JINJA = {
 THREADS = 2
 RUNS = 2
 PYTHON_TABLE = "score_python"
+PYMODEL_TABLE = "score_python_model"
 SQL_TABLE = "score_sql"
+NAIVE_TABLE = "score_naive"
 PLAIN_TABLE = "plain_sum"
 ARROW_VIEW = "__bench_scores"
+PLAIN_ALL_S = float("nan")  # set by run(): the plain sum over every input column
 DIALECT = "duckdb"
 
 T = TypeVar("T")
+
+
+def _variant(m: Model, name: str, **params: Any) -> Model:
+    est = clone(m.estimator)
+    est.set_params(**params)
+    return dataclasses.replace(m, name=name, estimator=est)
+
+
+# Beside the demo models: the families the demo does not use (XGBoost, scikit-learn's histogram
+# boosting) and two large LightGBM ensembles. Same columns and split as the demo's LightGBM.
+EXTRA_MODELS = [
+    _variant(
+        lgbm,
+        "xgb100",
+        model=XGBClassifier(
+            n_estimators=100, max_depth=6, learning_rate=0.1, random_state=7, n_jobs=2
+        ),
+    ),
+    _variant(
+        lgbm,
+        "hgb100",
+        model=HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=31, random_state=7),
+    ),
+    _variant(lgbm, "lgbm200", model__n_estimators=200),
+    _variant(
+        lgbm,
+        "lgbm1000",
+        model__n_estimators=1000,
+        model__max_depth=6,
+        model__num_leaves=64,
+        model__learning_rate=0.02,
+    ),
+]
 
 
 @dataclass
@@ -96,17 +154,37 @@ class ModelResult:
     rows: int
     train_rows: int
     roc_auc: float
+    trees: int
     compile_s: float
     sql_chars: int
     python: PythonTiming
+    python_model_s: float
+    naive_s: float | None  # None: stopped at the timeout (naive_error says so) or failed
+    naive_error: str | None
     sql_s: float
     plan_s: float
     plain_sum_s: float
-    max_abs_diff: float
+    chosen_path: str
+    chosen_reason: str
+    sql_max_abs_diff: float
+    python_model_max_abs_diff: float
 
     @property
-    def ratio_python_sql(self) -> float:
+    def chosen_s(self) -> float:
+        return self.sql_s if self.chosen_path == "sql" else self.python_model_s
+
+    @property
+    def ratio_native_sql(self) -> float:
         return self.python.total_s / self.sql_s
+
+    @property
+    def ratio_native_python_model(self) -> float:
+        return self.python.total_s / self.python_model_s
+
+    @property
+    def ratio_native_chosen(self) -> float:
+        """Above 1.0: the chosen in-warehouse route beats native Python scoring."""
+        return self.python.total_s / self.chosen_s
 
     @property
     def ratio_sql_plain(self) -> float:
@@ -115,7 +193,10 @@ class ModelResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["python"]["total_s"] = self.python.total_s
-        d["ratio_python_sql"] = self.ratio_python_sql
+        d["chosen_s"] = self.chosen_s
+        d["ratio_native_sql"] = self.ratio_native_sql
+        d["ratio_native_python_model"] = self.ratio_native_python_model
+        d["ratio_native_chosen"] = self.ratio_native_chosen
         d["ratio_sql_plain_sum"] = self.ratio_sql_plain
         return d
 
@@ -165,15 +246,18 @@ def ctas(target: str, query: exp.Query) -> str:
     )
 
 
-def plain_sum_query(key: str, numeric: list[str]) -> exp.Select:
+def plain_sum_query(key: str, numeric: list[str], text: list[str] = ()) -> exp.Select:
+    """key + the sum of the numeric columns (and of the lengths of the text columns: the
+    cheapest per-row work that still reads them)."""
     terms = [exp.cast(exp.column(n), exp.DataType.build("double")) for n in numeric]
+    terms += [exp.Length(this=exp.column(n)) for n in text]
     total = terms[0]
     for t in terms[1:]:
         total = exp.Add(this=total, expression=t)
     return exp.select(exp.column(key), exp.alias_(total, "s")).from_(FEATURES)
 
 
-def diff_query(key: str) -> exp.Select:
+def diff_query(key: str, other: str) -> exp.Select:
     p, s = exp.column("score", table="p"), exp.column("score", table="s")
     return (
         exp.select(
@@ -182,7 +266,7 @@ def diff_query(key: str) -> exp.Select:
         )
         .from_(exp.to_table(PYTHON_TABLE).as_("p"))
         .join(
-            exp.to_table(SQL_TABLE).as_("s"),
+            exp.to_table(other).as_("s"),
             on=exp.column(key, table="p").eq(exp.column(key, table="s")),
         )
     )
@@ -286,11 +370,78 @@ def python_path(raw: Any, model: Model, path: Path, sha: str) -> PythonTiming:
     for i in range(1, RUNS + 1):
         t = python_path_once(raw, model, path, sha)
         say(
-            f"    python run {i}/{RUNS}: {t.total_s:.3f} s (load {t.load_s:.3f}, read "
+            f"    native run {i}/{RUNS}: {t.total_s:.3f} s (load {t.load_s:.3f}, read "
             f"{t.read_s:.3f}, predict {t.predict_s:.3f}, write {t.write_s:.3f})"
         )
         runs.append(t)
     return min(runs, key=lambda t: t.total_s)
+
+
+def python_model_once(raw: Any, model: Model, path: Path, sha: str) -> float:
+    """What the generated dbt Python model does: load the checked artifact, score the relation
+    in Arrow batches, and the table dbt-duckdb writes from the returned Arrow table."""
+
+    def go() -> None:
+        est = artifacts.load(path, sha)
+        scored = pyscore.score_relation(est, raw.table(FEATURES), model.key)
+        raw.register(ARROW_VIEW, scored)
+        try:
+            raw.execute(ctas(PYMODEL_TABLE, exp.select(exp.Star()).from_(ARROW_VIEW)))
+        finally:
+            raw.unregister(ARROW_VIEW)
+
+    return timed(go)[1]
+
+
+def python_model_path(raw: Any, model: Model, path: Path, sha: str) -> float:
+    return best_of(lambda: python_model_once(raw, model, path, sha), "python model")
+
+
+class NaiveEmitter(SqlEmitter):
+    """Every tree inlined where the sum reads it: the whole model as one expression."""
+
+    def visit_IdExpr(self, node: ast.IdExpr, state: _State) -> exp.Expression:
+        if node.to_reuse and isinstance(node.expr, ast.IfExpr):
+            return self._visit(node.expr, state)
+        return super().visit_IdExpr(node, state)
+
+
+NAIVE_LAYOUT = Layout(sum_chunk=None, null_routing=False, merge_lookups=False)
+
+
+def naive_sql(estimator: Any, key: str) -> str:
+    return NaiveEmitter("duckdb", NAIVE_LAYOUT).render(assemble(estimator), FEATURES, key)
+
+
+def interruptible(raw: Any, stmt: str, timeout: float) -> float | None:
+    """Wall time of `stmt`, or None if DuckDB was interrupted after `timeout` seconds."""
+    timer = threading.Timer(timeout, raw.interrupt)
+    timer.start()
+    try:
+        return timed(lambda: raw.execute(stmt))[1]
+    except duckdb.InterruptException:
+        return None
+    finally:
+        timer.cancel()
+
+
+def naive_path(raw: Any, compiled: str, timeout: float) -> tuple[float | None, str | None]:
+    """Best of RUNS, or the first failure: a timeout or DuckDB's own refusal."""
+    stmt = ctas_over_text(NAIVE_TABLE, compiled)
+    times = []
+    for i in range(1, RUNS + 1):
+        try:
+            t = interruptible(raw, stmt, timeout)
+        except duckdb.Error as e:
+            first = str(e).splitlines()[0]
+            say(f"    naive sql: {type(e).__name__}: {first[:120]}")
+            return None, "depth > 1000" if "expression depth" in first else type(e).__name__
+        if t is None:
+            say(f"    naive sql run {i}/{RUNS}: stopped after {timeout:.0f} s")
+            return None, f"> {timeout:.0f} s"
+        say(f"    naive sql run {i}/{RUNS}: {t:.3f} s")
+        times.append(t)
+    return min(times), None
 
 
 def sql_path(raw: Any, compiled: str) -> float:
@@ -303,16 +454,28 @@ def plan_time(raw: Any, compiled: str) -> float:
     return best_of(lambda: timed(lambda: raw.execute(stmt).fetchall())[1], "plan (EXPLAIN)")
 
 
-def plain_sum(raw: Any, key: str, numeric: list[str]) -> float:
-    stmt = ctas(PLAIN_TABLE, plain_sum_query(key, numeric))
-    return best_of(lambda: timed(lambda: raw.execute(stmt))[1], "plain sum")
+def plain_sum(raw: Any, key: str, numeric: list[str], text: list[str] = ()) -> float:
+    stmt = ctas(PLAIN_TABLE, plain_sum_query(key, numeric, text))
+    label = "plain sum of every input" if text else "plain sum"
+    return best_of(lambda: timed(lambda: raw.execute(stmt))[1], label)
 
 
-def max_diff(raw: Any, key: str, rows: int) -> float:
-    diff, matched = raw.execute(render(diff_query(key))).fetchone()
+def max_diff(raw: Any, key: str, rows: int, other: str) -> float:
+    diff, matched = raw.execute(render(diff_query(key, other))).fetchone()
     if matched != rows:
-        raise SystemExit(f"python and SQL score tables join on {matched:,} of {rows:,} rows")
+        raise SystemExit(f"native and {other} score tables join on {matched:,} of {rows:,} rows")
     return float(diff)
+
+
+def tree_count(estimator: Any) -> int:
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if hasattr(final, "booster_"):
+        return int(final.booster_.num_trees())
+    if hasattr(final, "get_booster"):
+        return len(final.get_booster().get_dump())
+    if hasattr(final, "_predictors"):  # HistGradientBoosting: trees per iteration x iterations
+        return sum(len(trees) for trees in final._predictors)
+    return len(getattr(final, "estimators_", [])) or (1 if hasattr(final, "tree_") else 0)
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -324,26 +487,35 @@ def header(rows: int, train_rows: int) -> list[str]:
     return [
         f"score throughput: {rows:,} rows scored; models trained on {sample}, time split applied",
         f"duckdb {duckdb.__version__} (SET threads = {THREADS}), scikit-learn "
-        f"{sklearn.__version__}, lightgbm {lightgbm.__version__}, sqlglot {sqlglot.__version__}, "
+        f"{sklearn.__version__}, lightgbm {lightgbm.__version__}, xgboost {xgboost.__version__}, "
+        f"sqlglot {sqlglot.__version__}, "
         f"python {platform.python_version()}",
         f"machine: {cores} cores ({usable} usable), {platform.machine()}, {platform.system()}",
-        f"best of {RUNS} runs each; python s = load + read (incl. model_frame) + predict + write",
+        f"best of {RUNS} runs each; native s = load + read (incl. model_frame) + predict + "
+        "write; py-model s = load + pyscore.score_relation + write",
     ]
 
 
+def _opt(x: float | None, err: str | None) -> str:
+    return f"{x:.2f}" if x is not None else (err or "-")
+
+
 COLUMNS = [
-    ("model", "<18", lambda r: r.model),
-    ("rows", ">9", lambda r: f"{r.rows:,}"),
-    ("load s", ">7", lambda r: f"{r.python.load_s:.3f}"),
-    ("read s", ">7", lambda r: f"{r.python.read_s:.3f}"),
-    ("predict s", ">9", lambda r: f"{r.python.predict_s:.3f}"),
-    ("write s", ">7", lambda r: f"{r.python.write_s:.3f}"),
-    ("python s", ">8", lambda r: f"{r.python.total_s:.3f}"),
-    ("sql s", ">7", lambda r: f"{r.sql_s:.3f}"),
-    ("plan s", ">7", lambda r: f"{r.plan_s:.3f}"),
-    ("python/sql", ">10", lambda r: f"{r.ratio_python_sql:.2f}"),
+    ("model", "<16", lambda r: r.model),
+    ("trees", ">5", lambda r: str(r.trees)),
+    ("native s", ">8", lambda r: f"{r.python.total_s:.2f}"),
+    ("(predict)", ">9", lambda r: f"{r.python.predict_s:.2f}"),
+    ("py-model s", ">10", lambda r: f"{r.python_model_s:.2f}"),
+    ("naive sql s", ">11", lambda r: _opt(r.naive_s, r.naive_error)),
+    ("sql s", ">7", lambda r: f"{r.sql_s:.2f}"),
+    ("plan s", ">6", lambda r: f"{r.plan_s:.3f}"),
+    ("chosen", ">7", lambda r: "sql" if r.chosen_path == "sql" else "py-model"),
+    ("native/sql", ">10", lambda r: f"{r.ratio_native_sql:.2f}"),
+    ("native/py-model", ">15", lambda r: f"{r.ratio_native_python_model:.2f}"),
+    ("native/chosen", ">13", lambda r: f"{r.ratio_native_chosen:.2f}"),
     ("sql/plain", ">9", lambda r: f"{r.ratio_sql_plain:.1f}"),
-    ("max|diff|", ">9", lambda r: f"{r.max_abs_diff:.1e}"),
+    ("max|diff| sql", ">13", lambda r: f"{r.sql_max_abs_diff:.1e}"),
+    ("py-model", ">8", lambda r: f"{r.python_model_max_abs_diff:.1e}"),
 ]
 
 
@@ -356,6 +528,9 @@ def table(results: list[ModelResult]) -> list[str]:
 
 
 # -- main -------------------------------------------------------------------------------------
+ALL_MODELS = [*MODELS, *EXTRA_MODELS]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, required=True, help="leads to generate and score")
@@ -363,66 +538,135 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--warehouse", help="DuckDB file to (re)build (default: one in a temporary directory)"
     )
     ap.add_argument("--train-rows", type=int, default=100_000, help="training sample size")
+    ap.add_argument("--runs", type=int, default=RUNS, help="runs per timing (best is kept)")
+    ap.add_argument(
+        "--models",
+        default=",".join(m.name for m in ALL_MODELS),
+        help="comma-separated subset of the models",
+    )
+    ap.add_argument(
+        "--naive-timeout",
+        type=float,
+        default=300.0,
+        help="seconds before a naive single-expression statement is interrupted",
+    )
     ap.add_argument("--out", help="also write the results as JSON to this file")
     args = ap.parse_args(argv)
     if args.rows < 1000:
         ap.error("--rows must be at least 1000 (the models' time split needs a year of leads)")
     if args.train_rows < 1000:
         ap.error("--train-rows must be at least 1000")
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
     if args.warehouse and Path(args.warehouse).resolve() == pipeline.warehouse_path():
         ap.error("--warehouse is the project's warehouse; the benchmark overwrites raw.leads")
+    known = {m.name for m in ALL_MODELS}
+    args.models = [n for n in args.models.split(",") if n]
+    if unknown := [n for n in args.models if n not in known]:
+        ap.error(f"unknown models {unknown}; known: {', '.join(sorted(known))}")
     return args
 
 
-def score_model(raw: Any, fit: Fit, workdir: Path, rows: int, plain_s: float) -> ModelResult:
+def score_model(
+    raw: Any, fit: Fit, workdir: Path, rows: int, plain_s: float, naive_timeout: float
+) -> ModelResult:
     m = fit.model
     path = workdir / "artifacts" / f"{m.name}.skops"
     sha = artifacts.save(fit.estimator, path)
     compiled, compile_s = timed(lambda: to_sql(fit.estimator, FEATURES, key=m.key))
-    say(f"  {m.name}: to_sql {compile_s:.1f} s, {len(compiled):,} characters of SQL")
+    choice = choose_path(fit.estimator, assemble(fit.estimator))
+    trees = tree_count(fit.estimator)
+    say(
+        f"  {m.name}: {trees} trees, to_sql {compile_s:.1f} s, {len(compiled):,} characters; "
+        f"choose_path: {choice.path} ({choice.reason})"
+    )
     py = python_path(raw, m, path, sha)
+    pymodel_s = python_model_path(raw, m, path, sha)
+    pymodel_diff = max_diff(raw, m.key, rows, PYMODEL_TABLE)
     sql_s = sql_path(raw, compiled)
     plan_s = plan_time(raw, compiled)
-    diff = max_diff(raw, m.key, rows)
-    say(f"    python/sql {py.total_s / sql_s:.2f}, max |python - sql| {diff:.1e}")
+    sql_diff = max_diff(raw, m.key, rows, SQL_TABLE)
+    naive_s, naive_error = naive_path(raw, naive_sql(fit.estimator, m.key), naive_timeout)
+    say(
+        f"    native/sql {py.total_s / sql_s:.2f}, native/python-model "
+        f"{py.total_s / pymodel_s:.2f}; max |native - sql| {sql_diff:.1e}, "
+        f"|native - python model| {pymodel_diff:.1e}"
+    )
     return ModelResult(
         model=m.name,
         estimator=fit.estimator_name,
         rows=rows,
         train_rows=fit.train_rows,
         roc_auc=float(fit.metrics["roc_auc"]),
+        trees=trees,
         compile_s=compile_s,
         sql_chars=len(compiled),
         python=py,
+        python_model_s=pymodel_s,
+        naive_s=naive_s,
+        naive_error=naive_error,
         sql_s=sql_s,
         plan_s=plan_s,
         plain_sum_s=plain_s,
-        max_abs_diff=diff,
+        chosen_path=choice.path,
+        chosen_reason=choice.reason,
+        sql_max_abs_diff=sql_diff,
+        python_model_max_abs_diff=pymodel_diff,
     )
 
 
 def run(args: argparse.Namespace, workdir: Path) -> tuple[list[ModelResult], float]:
     warehouse = Path(args.warehouse).resolve() if args.warehouse else workdir / "bench.duckdb"
     warehouse.parent.mkdir(parents=True, exist_ok=True)
+    models = [m for m in ALL_MODELS if m.name in args.models]
     say(f"[1/4] warehouse {warehouse}")
     con = connect(warehouse)
     try:
         build_warehouse(con, args.rows)
-        say(f"[2/4] training {len(MODELS)} models (time split on the sample)")
-        fits = train_models(training_sample(con, args.rows, args.train_rows), MODELS)
+        say(f"[2/4] training {len(models)} models (time split on the sample)")
+        fits = train_models(training_sample(con, args.rows, args.train_rows), models)
         raw = con.con
         say("[3/4] baseline: one scan + sum of the numeric inputs + table write")
         numeric = [n for n, t in input_types(MODELS[0]).items() if t == "double"]
         plain_s = plain_sum(raw, MODELS[0].key, numeric)
-        say("[4/4] scoring every model both ways")
-        results = [score_model(raw, f, workdir, args.rows, plain_s) for f in fits]
+        text = [n for n, t in input_types(MODELS[0]).items() if t != "double"]
+        global PLAIN_ALL_S
+        PLAIN_ALL_S = plain_sum(raw, MODELS[0].key, numeric, text)
+        say("[4/4] scoring every model every way")
+        results = [
+            score_model(raw, f, workdir, args.rows, plain_s, args.naive_timeout) for f in fits
+        ]
         return results, plain_s
     finally:
         con.disconnect()
 
 
+def summary(results: list[ModelResult], plain_s: float) -> list[str]:
+    lines = [
+        f"plain sum baseline (numeric inputs): {plain_s:.3f} s; plain sum of every input "
+        f"(numbers + length of each text column): {PLAIN_ALL_S:.3f} s"
+    ]
+    for r in results:
+        if r.model == "lead_logreg":
+            lines.append(
+                f"logistic regression: sql {r.sql_s:.3f} s = {r.ratio_sql_plain:.2f}x the plain "
+                f"sum, {r.sql_s / PLAIN_ALL_S:.2f}x the plain sum of every input"
+            )
+    slow = [r.model for r in results if r.ratio_native_chosen < 1.0]
+    lines.append(
+        "chosen route at least as fast as native for every model"
+        if not slow
+        else f"chosen route slower than native for: {', '.join(slow)}"
+    )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
+    global RUNS
+    # LightGBM inside a Pipeline is fitted on the ColumnTransformer's unnamed array.
+    warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
     args = parse_args(argv)
+    RUNS = args.runs
     t0 = time.perf_counter()
     head = header(args.rows, args.train_rows)
     for line in head:
@@ -431,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         results, plain_s = run(args, Path(tmp))
     elapsed = time.perf_counter() - t0
     say("")
-    for line in [*head, f"plain sum baseline: {plain_s:.3f} s", *table(results)]:
+    for line in [*head, *table(results), *summary(results, plain_s)]:
         say(line)
     say(f"total runtime {elapsed:.1f} s")
     if args.out:
@@ -442,7 +686,9 @@ def main(argv: list[str] | None = None) -> int:
             "rows": args.rows,
             "train_rows": args.train_rows,
             "threads": THREADS,
+            "runs": RUNS,
             "plain_sum_s": plain_s,
+            "plain_sum_all_inputs_s": PLAIN_ALL_S,
             "total_runtime_s": elapsed,
             "results": [r.to_dict() for r in results],
         }

@@ -111,11 +111,18 @@ def predict_refusing(
     """`fn(df)` as a (rows, width) array, with NaN rows where the library refuses the row.
 
     scikit-learn raises for a whole batch if one row holds +-inf, a value beyond float32, or
-    (for models without an imputer) NaN. Rows are tried in groups -- complete, with missing
-    values, with non-finite or huge values -- and a group that raises is retried row by row,
-    so the rows the library accepts are still scored and the cost stays one call per group.
+    (for models without an imputer) NaN. The batch is tried whole first (one call: the common
+    case, and the library's own batching). If it raises, rows are tried in groups -- complete,
+    with missing values, with non-finite or huge values -- and a group that raises is retried
+    row by row, so the rows the library accepts are still scored.
     """
     out = np.full((len(df), width), np.nan)
+    if len(df):
+        try:
+            out[:] = fn(df)
+            return out
+        except ValueError:
+            pass
     numeric = df.select_dtypes(include="number").to_numpy(dtype="float64")
     missing = df.isna().to_numpy().any(axis=1)
     with np.errstate(invalid="ignore"):

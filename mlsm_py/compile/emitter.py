@@ -122,8 +122,10 @@ class SqlEmitter:
             for k, v in (constants or {}).items()
         ]
         out = exp.select(*key_col, *consts, *outputs).from_(previous)
+        # copy=False: with_ copies the whole statement per call otherwise, which for a large
+        # ensemble's stages made rendering quadratic (500-round XGBoost: 38.5 s -> 9.7 s).
         for name, body in ctes:
-            out = out.with_(name, as_=body)
+            out = out.with_(name, as_=body, copy=False)
         return out
 
     def render(

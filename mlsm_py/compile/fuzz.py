@@ -177,9 +177,16 @@ def fuzz_parity(
     *,
     assembled: Assembled | None,
     path: str = "sql",
-    tolerance: float = TOLERANCE,
+    tolerance: float | None = None,
 ) -> FuzzReport:
-    """Score `table` in the warehouse (SQL or the Python-model path) and with the library."""
+    """Score `table` in the warehouse (SQL or the Python-model path) and with the library.
+
+    `tolerance` defaults as in `check_parity`: TOLERANCE, or the coarser one the SQL of a model
+    family declares (`Assembled.tolerance`, XGBoost's float32 probabilities). The Python-model
+    path runs the library itself, so it keeps TOLERANCE."""
+    if tolerance is None:
+        declared = assembled.tolerance if path == "sql" and assembled is not None else None
+        tolerance = max(TOLERANCE, declared or 0.0)
     expected = _expected(estimator, table, types)
     names = output_columns(estimator)
     con.register(PARITY_TABLE, table)

@@ -1,9 +1,30 @@
 """Choosing the scoring path per model: SQL in the warehouse, or a dbt Python model.
 
-Provisional cost model (to be recalibrated by bench/layout_experiment.py): SQL cost grows with
-the number of split nodes evaluated per row; the library's cost is far flatter. From
-bench/score_throughput.py at 1M rows: a 60-tree depth-8 forest (SQL 11.0 s vs Python 5.7 s) is
-slower in SQL, a 150-tree LightGBM (5.6 s vs 7.9 s) faster.
+Both paths cost time in proportion to the rows scored, so the choice does not depend on the
+table size: per million rows, the SQL path costs a scan and a write plus the CASE work of the
+trees, and the Python-model path costs moving the rows through Arrow into the library (and its
+preprocessing) and back, plus the library's own prediction. The choice is a static estimate, not
+a timing taken at compile time, so the same fit always gets the same path and the same generated
+file. The constants were fitted to bench/score_throughput.py at 1,000,000 rows (DuckDB 1.4.4, 2
+threads, scikit-learn 1.7.2, LightGBM 4.6.0, XGBoost 3.2.0); the measurements and the fit are in
+docs/decisions/0013-large-ensemble-layout.md. All costs are wall seconds per million rows.
+
+SQL: DuckDB evaluates a CASE tree vector by vector (2,048 rows): every split node costs a
+fixed amount per vector whatever reaches it, and every row pays for the tests on its own path;
+XGBoost's float32 steps each cost a cast through REAL. So
+
+    sql = SQL_BASE + SQL_PER_SPLIT * splits + SQL_PER_TEST * tests_per_row
+          + SQL_PER_FLOAT32 * float32_steps
+
+where `splits` is the number of split nodes in all CASE trees and `tests_per_row` the sum over
+trees of the mean leaf depth (the tests a row makes, with every leaf taken as equally likely).
+
+Python model: reading and converting the input columns and the pipeline's preprocessing cost
+about the same for every model (PY_BASE, the demo's logistic regression: one-hot encoding
+included); the prediction scales with the tests each row makes in the library's compiled tree
+walker, at a rate that depends on the library:
+
+    python = PY_BASE + PY_PER_TEST[family] * tests_per_row
 """
 
 from __future__ import annotations
@@ -14,8 +35,19 @@ from typing import Any
 from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import Assembled
 
-# Split nodes above which SQL is expected to be slower than the Python-model path.
-MAX_SQL_SPLITS = 8_000
+# -- calibration (wall s per 1M rows; see the decision record for the measurements) ----------
+SQL_BASE = 0.25
+SQL_PER_SPLIT = 0.0012
+SQL_PER_TEST = 0.0021
+SQL_PER_FLOAT32 = 0.01
+PY_BASE = 2.95
+PY_PER_TEST = {
+    "lightgbm": 0.0055,
+    "xgboost": 0.0033,
+    "sklearn_hist": 0.0088,
+    "sklearn_tree": 0.0045,
+    "other": 0.0055,
+}
 
 
 @dataclass(frozen=True)
@@ -24,29 +56,109 @@ class PathChoice:
     reason: str
 
 
-def count_splits(assembled: Assembled) -> int:
+@dataclass(frozen=True)
+class TreeWork:
+    """What the SQL asks of the engine: CASE expressions (trees, and the one-hot columns of a
+    pipeline), their split nodes, the tests a row makes in them, and float32 rounding steps."""
+
+    cases: int
+    splits: int
+    tests_per_row: float
+    float32_steps: int = 0
+
+
+def tree_work(assembled: Assembled) -> TreeWork:
+    """Counted on the AST, each shared sub-expression (e.g. a tree) once."""
+    cases = splits = float32 = 0
+    tests = 0.0
     seen: set[int] = set()
     stack = [e for _, e in assembled.outputs()]
-    splits = 0
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
+        float32 += isinstance(node, ast.Float32Expr)
+        if isinstance(node, ast.IfExpr):
+            n, depth, below = _tree(node)
+            cases += 1
+            splits += n
+            tests += depth
+            # What the tree's tests and leaves read: inputs and shared columns, or, for a CASE
+            # that is not a tree (XGBoost's guarded quotient), the whole margin.
+            stack.extend(below)
+            continue
+        stack.extend(_children(node))
+    return TreeWork(cases, splits, tests, float32)
+
+
+def _children(node: ast.Expr) -> list[ast.Expr]:
+    out = []
+    for attr in ("expr", "left", "right", "test", "body", "orelse", "default"):
+        child = getattr(node, attr, None)
+        if isinstance(child, ast.Expr):
+            out.append(child)
+    out.extend(getattr(node, "exprs", ()))
+    return out
+
+
+def _tree(root: ast.IfExpr) -> tuple[int, float, list[ast.Expr]]:
+    """(split nodes, mean leaf depth, what the tests and leaves read) of a tree of IfExprs,
+    without recursion."""
+    splits = leaves = 0
+    depth_sum = 0
+    below: list[ast.Expr] = []
+    stack: list[tuple[ast.Expr, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
         if isinstance(node, ast.IfExpr):
             splits += 1
-        for attr in ("expr", "left", "right", "test", "body", "orelse", "default"):
-            child = getattr(node, attr, None)
-            if isinstance(child, ast.Expr):
-                stack.append(child)
-        stack.extend(getattr(node, "exprs", ()))
-    return splits
+            below.append(node.test)
+            stack.append((node.body, depth + 1))
+            stack.append((node.orelse, depth + 1))
+        else:
+            leaves += 1
+            depth_sum += depth
+            below.append(node)
+    return splits, depth_sum / leaves, below
+
+
+def family(estimator: Any) -> str:
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    name = type(final).__module__ + "." + type(final).__name__
+    if name.startswith("lightgbm."):
+        return "lightgbm"
+    if name.startswith("xgboost."):
+        return "xgboost"
+    if "HistGradientBoosting" in name:
+        return "sklearn_hist"
+    if name.startswith("sklearn.ensemble.") or name.startswith("sklearn.tree."):
+        return "sklearn_tree"
+    return "other"
+
+
+def estimate(estimator: Any, assembled: Assembled) -> tuple[float, float, TreeWork]:
+    """(SQL, Python model) wall seconds per million rows, and the tree work they rest on."""
+    work = tree_work(assembled)
+    sql = (
+        SQL_BASE
+        + SQL_PER_SPLIT * work.splits
+        + SQL_PER_TEST * work.tests_per_row
+        + SQL_PER_FLOAT32 * work.float32_steps
+    )
+    python = PY_BASE + PY_PER_TEST[family(estimator)] * work.tests_per_row
+    return sql, python, work
 
 
 def choose_path(estimator: Any, assembled: Assembled) -> PathChoice:
-    splits = count_splits(assembled)
-    if splits > MAX_SQL_SPLITS:
-        return PathChoice(
-            "python", f"{splits:,} split nodes > {MAX_SQL_SPLITS:,}: SQL expected slower"
-        )
-    return PathChoice("sql", f"{splits:,} split nodes <= {MAX_SQL_SPLITS:,}")
+    sql, python, work = estimate(estimator, assembled)
+    shape = (
+        f"{work.cases:,} CASE expressions, {work.splits:,} split nodes, "
+        f"~{work.tests_per_row:,.0f} tests per row"
+        if work.cases
+        else "no CASE expressions"
+    )
+    est = f"estimated per 1M rows: SQL {sql:.1f} s, Python model {python:.1f} s ({shape})"
+    if sql <= python:
+        return PathChoice("sql", est)
+    return PathChoice("python", est + ": SQL expected slower")
