@@ -65,6 +65,7 @@ from sklearn.preprocessing import (
 from sklearn.svm import SVC, LinearSVC, LinearSVR
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
+from xgboost import XGBClassifier
 
 from mlsm_py import to_sql
 from mlsm_py.compile import ast
@@ -597,6 +598,7 @@ def test_numeric_step_equals_transform(data, make) -> None:
     assert np.isnan(out).any() == (not isinstance(step, SimpleImputer))  # NaN flows through
 
 
+OK_UNKNOWN = {"handle_unknown": "use_encoded_value", "unknown_value": -1}
 CATEGORICAL_STEPS = [
     ("impute-most-frequent", lambda: SimpleImputer(strategy="most_frequent")),
     ("impute-constant", lambda: SimpleImputer(strategy="constant", fill_value="missing")),
@@ -635,6 +637,13 @@ CATEGORICAL_STEPS = [
             encoded_missing_value=-1,
             max_categories=4,
         ),
+    ),
+    # NaN outputs are NULL in SQL: the default encoded_missing_value (NaN, NaN seen at fit) ...
+    ("ordinal-nan-missing", lambda: OrdinalEncoder(**OK_UNKNOWN)),
+    # ... and unknown_value=np.nan (missing and unseen levels both NaN).
+    (
+        "ordinal-nan-unknown",
+        lambda: OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan),
     ),
 ]
 
@@ -755,6 +764,45 @@ def test_pipeline_with_new_steps_parity(data, make_prep, task: str) -> None:
     _assert_gate(report, len(holdout))
 
 
+def _nan_ordinal_prep(unknown_value: float, impute: bool = False):
+    """Categories ordinal-encoded with NaN outputs (missing, and unseen when unknown_value is
+    NaN), numbers raw: the shape a NaN-aware model is fed; `impute` fills the NaNs after."""
+    encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=unknown_value)
+    columns = ColumnTransformer(
+        [("cat", encoder, ["channel", "tier"]), ("num", "passthrough", NUMERIC)]
+    )
+    return Pipeline([("cols", columns), ("imp", SimpleImputer())]) if impute else columns
+
+
+NAN_AWARE_MODELS = [
+    # (id, model, impute the encoder's NaNs before the model)
+    ("hist-gb", lambda: HistGradientBoostingClassifier(max_iter=20, random_state=SEED), False),
+    ("random-forest", lambda: RandomForestClassifier(n_estimators=8, random_state=SEED), False),
+    (
+        "lightgbm",
+        lambda: LGBMClassifier(n_estimators=15, num_leaves=7, verbose=-1, random_state=SEED),
+        False,
+    ),
+    ("xgboost", lambda: XGBClassifier(n_estimators=15, max_depth=3, random_state=SEED), False),
+    ("impute-then-logistic", lambda: LogisticRegression(max_iter=1000), True),
+]
+
+
+@pytest.mark.parametrize("unknown_value", [-1, np.nan], ids=["unknown-1", "unknown-nan"])
+@pytest.mark.parametrize(
+    ("make", "impute"), [pytest.param(m, f, id=i) for i, m, f in NAN_AWARE_MODELS]
+)
+def test_ordinal_nan_outputs_route_as_missing(data, make, impute: bool, unknown_value) -> None:
+    """The library's NaN from the encoder and the SQL's NULL reach the model alike: trees take
+    their missing branch, an imputer fills them. Holdout, NULL, unseen and hostile levels."""
+    model = _fit(make(), data, "binary", prep=_nan_ordinal_prep(unknown_value, impute))
+    holdout = data["holdout"]
+    report = check_parity(model, _con(), holdout)
+    assert report.passed, report.worst_row
+    assert report.max_abs_diff <= max(PARITY_TOLERANCE, assemble(model).tolerance or 0.0)
+    assert report.rows_checked > len(holdout)
+
+
 # -- refusals --------------------------------------------------------------------------------
 
 
@@ -766,7 +814,6 @@ def _fill(value):
     return SimpleImputer(strategy="constant", fill_value=value)
 
 
-OK_UNKNOWN = {"handle_unknown": "use_encoded_value", "unknown_value": -1}
 REFUSALS = [
     # (id, pipeline over the channel column, message pattern)
     (
@@ -778,21 +825,6 @@ REFUSALS = [
         "ordinal-error",
         lambda: _on_channel(_fill("missing"), OrdinalEncoder()),
         r"OrdinalEncoder\(handle_unknown='error'\)",
-    ),
-    # NaN was seen at fit and encoded_missing_value is NaN (the default): a NaN output.
-    (
-        "ordinal-nan-missing",
-        lambda: _on_channel(OrdinalEncoder(**OK_UNKNOWN), _fill(0.0)),
-        "encoded_missing_value",
-    ),
-    (
-        "ordinal-nan-unknown",
-        lambda: _on_channel(
-            _fill("missing"),
-            OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan),
-            _fill(0.0),
-        ),
-        "unknown_value",
     ),
     (
         "imputer-indicator-strings",
@@ -839,6 +871,8 @@ POSTGRES_CASES = [
     ),
     ("robust-ordinal", lambda: LogisticRegression(max_iter=1000), PIPELINES[1][1]),
     ("minmax-clip-infrequent", lambda: LogisticRegression(max_iter=1000), PIPELINES[0][1]),
+    # NULL for the encoder's NaN: a typed NULL in every CASE branch PostgreSQL type-checks.
+    ("ordinal-nan-hist-gb", NAN_AWARE_MODELS[0][1], lambda: _nan_ordinal_prep(np.nan)),
 ]
 
 

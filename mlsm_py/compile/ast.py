@@ -4,6 +4,7 @@ boolean OR (for LightGBM's "zero or missing" routing)."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from m2cgen import ast as m2
@@ -221,8 +222,28 @@ class ArgMaxExpr(m2.Expr):
         return hash((ArgMaxExpr, tuple(self.exprs), tuple(self.labels)))
 
 
+class NullVal(m2.Expr):
+    """A missing number: SQL NULL, which stands for the NaN the library produces (the project's
+    convention: a NULL input is a NaN input, 0005). An encoder that outputs NaN (OrdinalEncoder's
+    default encoded_missing_value, unknown_value=np.nan) yields it, and the model downstream
+    routes it as missing, as it routes the NaN."""
+
+    output_size = 1
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is NullVal
+
+    def __hash__(self) -> int:
+        return hash(NullVal)
+
+
 def num(value: float) -> m2.NumVal:
     return m2.NumVal(float(value))
+
+
+def num_or_null(value: float) -> m2.NumVal | NullVal:
+    """A library output value: NaN (a missing number) becomes NullVal."""
+    return NullVal() if math.isnan(value) else num(value)
 
 
 def add_all(terms: list[m2.Expr]) -> m2.Expr:

@@ -99,8 +99,7 @@ class SqlEmitter:
         """`constants` are literal columns placed after the key (model name, version, ...)."""
         state = _State()
         outputs = [
-            exp.alias_(self._visit(e, state), self._output_name(n))
-            for n, e in assembled.outputs()
+            exp.alias_(self._visit(e, state), self._output_name(n)) for n, e in assembled.outputs()
         ]
         check_names(list(state.inputs), key)
         source = exp.to_table(table) if isinstance(table, str) else table
@@ -197,7 +196,9 @@ class SqlEmitter:
     def _visit(self, node: ast.Expr, state: _State) -> exp.Expression:
         method = getattr(self, f"visit_{type(node).__name__}", None)
         if method is None:
-            raise UnsupportedError(f"the SQL emitter has no rule for AST node {type(node).__name__}")
+            raise UnsupportedError(
+                f"the SQL emitter has no rule for AST node {type(node).__name__}"
+            )
         return method(node, state)
 
     def _level(self, sql: exp.Expression, state: _State) -> int:
@@ -248,6 +249,10 @@ class SqlEmitter:
 
     def visit_NumVal(self, node: ast.NumVal, state: _State) -> exp.Expression:
         return self.number(float(node.value))
+
+    def visit_NullVal(self, node: ast.NullVal, state: _State) -> exp.Expression:
+        # Typed, so a CASE whose every branch is NULL still has a numeric type on every engine.
+        return exp.Cast(this=exp.Null(), to=self.double_type())
 
     def visit_StrVal(self, node: ast.StrVal, state: _State) -> exp.Expression:
         return exp.Literal.string(node.value)
@@ -477,7 +482,9 @@ class SqlEmitter:
     def visit_SigmoidExpr(self, node: ast.SigmoidExpr, state: _State) -> exp.Expression:
         inner = node.expr
         # The margin is read up to four times below, so it is always a column of its own.
-        shared = inner if isinstance(inner, ast.IdExpr) and inner.to_reuse else ast.IdExpr(inner, True)
+        shared = (
+            inner if isinstance(inner, ast.IdExpr) and inner.to_reuse else ast.IdExpr(inner, True)
+        )
         z = self._visit(shared, state)
         one, zero = self.number(1.0), self.number(0.0)
 

@@ -227,29 +227,30 @@ def _lookup(
     values: np.ndarray,
     missing: float,
     unseen: float,
-    what: str,
 ) -> ast.Expr:
     """CASE over the levels: each distinct output value once, with the levels that give it;
-    the unseen-level value is the ELSE (a NULL input reaches it when missing is unseen)."""
-    if any(math.isnan(v) for v in (*values, missing, unseen)):
-        raise UnsupportedError(
-            f"not supported: {what} outputs NaN (encoded_missing_value or unknown_value is "
-            "NaN); the compiled SQL has no NaN output, set them to a number (e.g. -1)"
-        )
-    groups: dict[float, list[ast.BoolExpr]] = {}
+    the unseen-level value is the ELSE (a NULL input reaches it when missing is unseen). A NaN
+    output (OrdinalEncoder's default encoded_missing_value, or unknown_value=np.nan) is NULL:
+    the model downstream routes it as missing, as the library routes the NaN."""
+
+    def key(v: float) -> float | None:  # NaN != NaN: group NaN outputs under one key
+        return None if math.isnan(v) else float(v)
+
+    groups: dict[float | None, list[ast.BoolExpr]] = {}
     for level, v in zip(levels, values, strict=True):
-        if v != unseen:
+        if key(v) != key(unseen):
             test = (
                 ast.CompExpr(src, ast.num(level), ast.CompOpType.EQ)
                 if numeric
                 else ast.StrEqExpr(src, level)
             )
-            groups.setdefault(float(v), []).append(test)
-    if missing != unseen:
-        groups.setdefault(float(missing), []).append(ast.IsNullExpr(src))
-    expr: ast.Expr = ast.num(unseen)
-    for v, tests in reversed(list(groups.items())):
-        expr = ast.IfExpr(_any(tests), ast.num(v), expr)
+            groups.setdefault(key(v), []).append(test)
+    if key(missing) != key(unseen):
+        groups.setdefault(key(missing), []).append(ast.IsNullExpr(src))
+    expr: ast.Expr = ast.num_or_null(unseen)
+    for k, tests in reversed(list(groups.items())):
+        value = ast.NullVal() if k is None else ast.num(k)
+        expr = ast.IfExpr(_any(tests), value, expr)
     return expr
 
 
@@ -266,13 +267,13 @@ def _encode(enc, cols: Columns, widths: list[int], names_out: list[str]) -> Colu
     columns = [_levels(enc, i, name) for i, (name, _) in enumerate(cols)]
     out: Columns = []
     start = 0
-    for i, ((name, expr), (levels, numeric)) in enumerate(zip(cols, columns, strict=True)):
+    for i, ((_name, expr), (levels, numeric)) in enumerate(zip(cols, columns, strict=True)):
         unseen = _unseen(levels, numeric)
         block = _probe(enc, columns, i, [*levels, np.nan, unseen])[:, start : start + widths[i]]
         src = ast.as_double(expr) if numeric else ast.as_string(expr)
         for j in range(widths[i]):
             v = block[:, j]
-            e = _lookup(src, levels, numeric, v[:-2], v[-2], v[-1], f"{what} column {name!r}")
+            e = _lookup(src, levels, numeric, v[:-2], v[-2], v[-1])
             out.append((names_out[start + j], e))
         start += widths[i]
     return out
