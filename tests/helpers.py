@@ -16,6 +16,47 @@ def copy_project(dest: Path) -> Path:
     return dest / "dbt_project"
 
 
+def build_project(p, leads):
+    """The demo's steps on a test project, quietly: load `leads`, build the features, train,
+    compile (parity gate), register, write the dbt models, `dbt build`.
+    Returns (compiled fits, build outcome)."""
+    from mlsm_py import pipeline
+    from mlsm_py.demo.data import load_leads
+
+    with p.connect() as con:
+        load_leads(con, leads)
+    pipeline.build_features(p)
+    fits = pipeline.train_all(p, lambda _: None)
+    compiled = pipeline.compile_all(p, fits, lambda _: None)
+    pipeline.register(p, compiled)
+    pipeline.write_models(p, compiled)
+    return compiled, pipeline.runner.build(p.project_dir, p.warehouse)
+
+
+def zero_probes() -> list[float]:
+    """Values around LightGBM's zero band (|x| <= float32(1e-35), read as 0.0) and around
+    zero itself."""
+    import numpy as np
+
+    from mlsm_py.compile.assemblers.lightgbm import ZERO_THRESHOLD
+
+    return [
+        0.0,
+        -0.0,
+        1e-320,
+        -1e-320,
+        1e-36,
+        -1e-36,
+        ZERO_THRESHOLD,
+        -ZERO_THRESHOLD,
+        float(np.nextafter(ZERO_THRESHOLD, 1.0)),
+        float(np.nextafter(-ZERO_THRESHOLD, -1.0)),
+        float(np.nextafter(ZERO_THRESHOLD, 0.0)),
+        1e-35,
+        -1e-35,
+    ]
+
+
 def published_vs_library(warehouse: Path, fits) -> dict[str, float]:
     """Max |published score - library score| per model, over every row of the feature table."""
     import duckdb

@@ -28,6 +28,7 @@ from mlsm_py.compile.parity import (
 )
 from mlsm_py.errors import UnsupportedError
 from mlsm_py.frames import arrow_rows, python_rows
+from tests.helpers import zero_probes
 
 # The SQL repeats LightGBM's float64 path: the same comparisons, the trees summed in the same
 # order; only the algebraic form of the sigmoid / softmax differs, worth a few ulps (~1e-16).
@@ -51,22 +52,7 @@ KW = {
     "verbose": -1,
 }
 
-# Values around LightGBM's zero band (|x| <= float32(1e-35), read as 0.0) and around zero.
-ZERO_PROBES = [
-    0.0,
-    -0.0,
-    1e-320,
-    -1e-320,
-    1e-36,
-    -1e-36,
-    ZERO_THRESHOLD,
-    -ZERO_THRESHOLD,
-    float(np.nextafter(ZERO_THRESHOLD, 1.0)),
-    float(np.nextafter(-ZERO_THRESHOLD, -1.0)),
-    float(np.nextafter(ZERO_THRESHOLD, 0.0)),
-    1e-35,
-    -1e-35,
-]
+ZERO_PROBES = zero_probes()
 
 # Category codes as LightGBM reads them: truncated toward zero, below 0 or outside int range
 # or NaN is "not in the set".

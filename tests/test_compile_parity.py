@@ -28,6 +28,7 @@ from mlsm_py import to_sql
 from mlsm_py.compile.assemblers.lightgbm import ZERO_THRESHOLD
 from mlsm_py.compile.parity import ParityReport, check_parity, compare, gate
 from mlsm_py.errors import ParityError
+from tests.helpers import zero_probes
 
 # The SQL repeats the library's float64 arithmetic step for step; what differs is the order of
 # a few additions (BLAS dot products, the forest's running sum) and the algebraic form of the
@@ -308,22 +309,7 @@ def _missing_types(model) -> set[str]:
     return out
 
 
-# Values around LightGBM's zero band (|x| <= float32(1e-35)) and around zero itself.
-ZERO_PROBES = [
-    0.0,
-    -0.0,
-    1e-320,
-    -1e-320,
-    1e-36,
-    -1e-36,
-    ZERO_THRESHOLD,
-    -ZERO_THRESHOLD,
-    float(np.nextafter(ZERO_THRESHOLD, 1.0)),
-    float(np.nextafter(-ZERO_THRESHOLD, -1.0)),
-    float(np.nextafter(ZERO_THRESHOLD, 0.0)),
-    1e-35,
-    -1e-35,
-]
+ZERO_PROBES = zero_probes()
 
 
 def _zero_small(col: pd.Series) -> pd.Series:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-from models_py import MODELS, SUMMARIES
 
 from mlsm_py import pipeline
-from mlsm_py.demo.data import generate_leads, load_leads
+from mlsm_py.demo.data import generate_leads
 from mlsm_py.errors import BuildError
-from tests.helpers import copy_project
+from models_py import MODELS, SUMMARIES
+from tests.helpers import build_project, copy_project
 
 pytestmark = pytest.mark.dbt
 ROWS = 4000
@@ -20,14 +20,7 @@ ROWS = 4000
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dbt")
     p = pipeline.Project(copy_project(tmp), tmp / "wh" / "mlsm.duckdb", MODELS, SUMMARIES)
-    with p.connect() as con:
-        load_leads(con, generate_leads(ROWS, seed=3))
-    pipeline.build_features(p)
-    fits = pipeline.train_all(p, lambda _: None)
-    compiled = pipeline.compile_all(p, fits, lambda _: None)
-    pipeline.register(p, compiled)
-    pipeline.write_models(p, compiled)
-    outcome = pipeline.runner.build(p.project_dir, p.warehouse)
+    compiled, outcome = build_project(p, generate_leads(ROWS, seed=3))
     return p, compiled, outcome
 
 

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pytest
 
 from mlsm_py import pipeline
-from mlsm_py.demo.data import generate_leads, load_leads
+from mlsm_py.demo.data import generate_leads
 from mlsm_py.spec import SummaryModel
 from models_py import MODELS
 from models_py.leads import FIELDS
-from tests.helpers import copy_project, published_vs_library
+from tests.helpers import build_project, copy_project, published_vs_library
 
 pytestmark = pytest.mark.dbt
 ROWS = 2500
@@ -56,14 +56,7 @@ def built(tmp_path_factory):
     models = _models()
     summary = SummaryModel("lead_winner", tuple(m.name for m in models))
     p = pipeline.Project(copy_project(tmp), tmp / "wh" / "mlsm.duckdb", models, [summary])
-    with p.connect() as con:
-        load_leads(con, _hostile_leads())
-    pipeline.build_features(p)
-    fits = pipeline.train_all(p, lambda _: None)
-    compiled = pipeline.compile_all(p, fits, lambda _: None)
-    pipeline.register(p, compiled)
-    pipeline.write_models(p, compiled)
-    outcome = pipeline.runner.build(p.project_dir, p.warehouse)
+    compiled, outcome = build_project(p, _hostile_leads())
     return p, compiled, outcome
 
 

@@ -16,11 +16,11 @@ from sklearn.preprocessing import StandardScaler
 
 from mlsm_py import pipeline
 from mlsm_py.compile.parity_python import check_parity_python
-from mlsm_py.demo.data import generate_leads, load_leads
+from mlsm_py.demo.data import generate_leads
 from mlsm_py.errors import BuildError
 from models_py import MODELS, SUMMARIES
 from models_py.leads import _columns
-from tests.helpers import copy_project, published_vs_library
+from tests.helpers import build_project, copy_project, published_vs_library
 
 pytestmark = pytest.mark.dbt
 ROWS = 3000
@@ -58,14 +58,7 @@ def _models():
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pypath")
     p = pipeline.Project(copy_project(tmp), tmp / "wh" / "mlsm.duckdb", _models(), SUMMARIES)
-    with p.connect() as con:
-        load_leads(con, generate_leads(ROWS, seed=5))
-    pipeline.build_features(p)
-    fits = pipeline.train_all(p, lambda _: None)
-    compiled = pipeline.compile_all(p, fits, lambda _: None)
-    pipeline.register(p, compiled)
-    pipeline.write_models(p, compiled)
-    outcome = pipeline.runner.build(p.project_dir, p.warehouse)
+    compiled, outcome = build_project(p, generate_leads(ROWS, seed=5))
     return p, {c.fit.model.name: c for c in compiled}, outcome
 
 

@@ -237,6 +237,17 @@ class NullVal(m2.Expr):
         return hash(NullVal)
 
 
+def children(node: m2.Expr) -> list[m2.Expr]:
+    """The direct sub-expressions of any node, m2cgen's or ours (by their attribute names)."""
+    out = [
+        child
+        for attr in ("expr", "left", "right", "test", "body", "orelse", "default")
+        if isinstance(child := getattr(node, attr, None), m2.Expr)
+    ]
+    out.extend(getattr(node, "exprs", ()))
+    return out
+
+
 def num(value: float) -> m2.NumVal:
     return m2.NumVal(float(value))
 

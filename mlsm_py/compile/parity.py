@@ -87,11 +87,7 @@ def _walk(assembled: Assembled):
             continue
         seen.add(id(node))
         yield node
-        for attr in ("expr", "left", "right", "test", "body", "orelse", "default"):
-            child = getattr(node, attr, None)
-            if isinstance(child, ast.Expr):
-                stack.append(child)
-        stack.extend(getattr(node, "exprs", ()))
+        stack.extend(ast.children(node))
 
 
 def _compared_constants(assembled: Assembled) -> dict[str, set[float]]:

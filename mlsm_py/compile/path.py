@@ -88,18 +88,8 @@ def tree_work(assembled: Assembled) -> TreeWork:
             # that is not a tree (XGBoost's guarded quotient), the whole margin.
             stack.extend(below)
             continue
-        stack.extend(_children(node))
+        stack.extend(ast.children(node))
     return TreeWork(cases, splits, tests, float32)
-
-
-def _children(node: ast.Expr) -> list[ast.Expr]:
-    out = []
-    for attr in ("expr", "left", "right", "test", "body", "orelse", "default"):
-        child = getattr(node, attr, None)
-        if isinstance(child, ast.Expr):
-            out.append(child)
-    out.extend(getattr(node, "exprs", ()))
-    return out
 
 
 def _tree(root: ast.IfExpr) -> tuple[int, float, list[ast.Expr]]:

@@ -102,16 +102,23 @@ def _op(left: ast.Expr, value: float, op: ast.BinNumOpType) -> ast.Expr:
     return ast.BinNumExpr(left, ast.num(float(value)), op)
 
 
-def standard_scaler(sc, cols: Columns) -> Columns:
+def _center_scale(cols: Columns, center, scale) -> Columns:
+    """(x - center) / scale per column, each step left out where its array is None."""
     out: Columns = []
     for i, (name, expr) in enumerate(cols):
         e = ast.as_double(expr)
-        if sc.with_mean:
-            e = _op(e, sc.mean_[i], ast.BinNumOpType.SUB)
-        if sc.with_std:
-            e = _op(e, sc.scale_[i], ast.BinNumOpType.DIV)
+        if center is not None:
+            e = _op(e, center[i], ast.BinNumOpType.SUB)
+        if scale is not None:
+            e = _op(e, scale[i], ast.BinNumOpType.DIV)
         out.append((name, e))
     return out
+
+
+def standard_scaler(sc, cols: Columns) -> Columns:
+    return _center_scale(
+        cols, sc.mean_ if sc.with_mean else None, sc.scale_ if sc.with_std else None
+    )
 
 
 def min_max_scaler(sc, cols: Columns) -> Columns:
@@ -136,15 +143,9 @@ def min_max_scaler(sc, cols: Columns) -> Columns:
 
 
 def robust_scaler(sc, cols: Columns) -> Columns:
-    out: Columns = []
-    for i, (name, expr) in enumerate(cols):
-        e = ast.as_double(expr)
-        if sc.with_centering:
-            e = _op(e, sc.center_[i], ast.BinNumOpType.SUB)
-        if sc.with_scaling:
-            e = _op(e, sc.scale_[i], ast.BinNumOpType.DIV)
-        out.append((name, e))
-    return out
+    return _center_scale(
+        cols, sc.center_ if sc.with_centering else None, sc.scale_ if sc.with_scaling else None
+    )
 
 
 def max_abs_scaler(sc, cols: Columns) -> Columns:

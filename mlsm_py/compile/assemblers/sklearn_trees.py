@@ -33,7 +33,14 @@ def float32_split(threshold: float) -> tuple[float, bool]:
 
 
 def _split_test(x: ast.Expr, threshold: float, missing_left: bool) -> ast.BoolExpr:
-    boundary, inclusive = float32_split(threshold)
+    return boundary_test(x, *float32_split(threshold), missing_left)
+
+
+def boundary_test(
+    x: ast.Expr, boundary: float, inclusive: bool, missing_left: bool
+) -> ast.BoolExpr:
+    """The test that sends a row left: x below the boundary (or at it when inclusive), or x
+    missing when missing values go left."""
     op = ast.CompOpType.LTE if inclusive else ast.CompOpType.LT
     goes_left: ast.BoolExpr = ast.CompExpr(x, ast.num(boundary), op)
     if missing_left:

@@ -21,7 +21,7 @@ import xgboost
 from xgboost import XGBClassifier, XGBRegressor
 
 from mlsm_py.compile import ast
-from mlsm_py.compile.assemblers.sklearn_trees import float32_split
+from mlsm_py.compile.assemblers.sklearn_trees import boundary_test, float32_split
 from mlsm_py.errors import UnsupportedError
 
 # Probabilities and exp-link predictions are float32 values that may differ from XGBoost's by an
@@ -115,13 +115,7 @@ def float32_less_than(threshold: float) -> tuple[float, bool]:
 
 
 def _split_test(x: ast.Expr, threshold: float, default_left: bool) -> ast.BoolExpr:
-    boundary, inclusive = float32_less_than(threshold)
-    op = ast.CompOpType.LTE if inclusive else ast.CompOpType.LT
-    goes_left: ast.BoolExpr = ast.CompExpr(x, ast.num(boundary), op)
-    if default_left:
-        return ast.OrExpr(ast.IsNullExpr(x), goes_left)
-    # A NULL comparison is not true: a missing value takes the ELSE (right, default) branch.
-    return goes_left
+    return boundary_test(x, *float32_less_than(threshold), default_left)
 
 
 def _tree(tree: dict, xs: list[ast.Expr]) -> ast.Expr:
