@@ -1,8 +1,28 @@
 """mlsm: multiple lead-score models, compiled to SQL and scored inside the warehouse."""
 
-from mlsm_py.compile import to_sql
-from mlsm_py.spec import Field, Model, SummaryModel, TimeSplit
+from typing import Any
+
+from mlsm_py.spec import Definitions, Field, Model, Promotion, SummaryModel, TimeSplit
 
 __version__ = "0.1.0"
 
-__all__ = ["Field", "Model", "SummaryModel", "TimeSplit", "to_sql", "__version__"]
+__all__ = [
+    "Definitions",
+    "Field",
+    "Model",
+    "Promotion",
+    "SummaryModel",
+    "TimeSplit",
+    "to_sql",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The compiler imports every supported ML library; definitions and the registry CLI must
+    # not pay for that, so `to_sql` loads it on first use.
+    if name == "to_sql":
+        from mlsm_py.compile import to_sql
+
+        return to_sql
+    raise AttributeError(f"module 'mlsm_py' has no attribute {name!r}")

@@ -1,131 +1,213 @@
-"""`mlsm` command line. Errors meant for users print one clear message and exit non-zero."""
+"""`mlsm` command line: the model lifecycle on the project in the current directory (or
+--project DIR). Errors meant for users print one line and exit non-zero; anything unexpected
+prints one line too, with the traceback kept in the project's log file."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
-import time
+import traceback
 import warnings
 from pathlib import Path
 
+from mlsm_py import __version__
 from mlsm_py.errors import MlsmError
-
-
-def _project_dir(explicit: str | None) -> Path:
-    if explicit:
-        return Path(explicit).resolve()
-    here = Path.cwd() / "dbt_project"
-    if (here / "dbt_project.yml").is_file():
-        return here.resolve()
-    # An editable install from a clone: the project sits beside the package.
-    beside = Path(__file__).resolve().parents[1] / "dbt_project"
-    if (beside / "dbt_project.yml").is_file():
-        return beside
-    raise MlsmError("no dbt project found: run from the repository root or pass --project-dir")
 
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from mlsm_py import pipeline
-    from mlsm_py.demo.data import generate_leads, load_leads
-    from models_py import MODELS, SUMMARIES
+def _session(args: argparse.Namespace, actor: str | None = None):
+    from mlsm_py import project
+    from mlsm_py.flow.session import Session
 
-    t0 = time.perf_counter()
-    p = pipeline.Project(
-        _project_dir(args.project_dir),
-        pipeline.warehouse_path(args.warehouse),
-        MODELS,
-        SUMMARIES,
-    )
-    _say(f"[1/6] generating {args.rows:,} synthetic leads (seed {args.seed})")
-    table = generate_leads(args.rows, args.seed)
-    _say(f"      warehouse: {p.warehouse}")
-    with p.connect() as con:
-        load_leads(con, table)
-    _say("[2/6] dbt build: staging -> features -> input checks")
-    pipeline.build_features(p)
-    _say("[3/6] training on older leads, evaluating on the newest (time split with a gap)")
-    fits = pipeline.train_all(p, _say)
-    _say("[4/6] compiling to SQL and proving parity in the warehouse")
-    compiled = pipeline.compile_all(p, fits, _say)
-    records = pipeline.register(p, compiled)
-    _say(
-        f"      registered {len(records)} fits in mlsm_registry.fits; artifacts: {p.artifacts_dir}"
-    )
-    paths = pipeline.write_models(p, compiled)
-    _say(f"      wrote {len(paths)} generated dbt files under {p.project_dir / 'models'}")
-    _say("[5/6] dbt build: scores -> winners -> score checks -> published tables")
-    outcome = pipeline.runner.build(p.project_dir, p.warehouse)
-    _say(f"      dbt: {outcome.counts}")
-    sql, rows = pipeline.top_leads(p, 10)
-    _say("[6/6] top 10 leads by winning score (published.winners):")
-    key = p.models[0].key
-    _say(f"      {key:>10}  {'winning_model':<18} {'version':>7}  score")
-    for r in rows:
-        _say(
-            f"      {r[key]:>10}  {r['winning_model']:<18} {r['winning_version']:>7}  "
-            f"{r['score']:.4f}"
-        )
-    _say("\nThe SQL an analyst runs for this list:\n")
-    _say(sql + ";")
-    _say(f"\ndone in {time.perf_counter() - t0:.1f} s")
+    p = project.load(args.project, args.warehouse)
+    s = Session(p, _say, verbose=args.verbose)
+    if args.actor or actor:
+        s.actor = args.actor or actor
+    return s
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from mlsm_py.demo.init import init
+
+    root = init(Path(args.directory), args.rows)
+    _say(f"created an mlsm project in {root}; next:\n  cd {root} && mlsm train && mlsm build")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mlsm_py.demo.run import run
+
+    run(_session(args), args.rows, args.seed, args.replace_data)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mlsm_py.flow.lifecycle import run_train
+
+    run_train(_session(args), args.models)
     return 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from mlsm_py import pipeline
+    from mlsm_py.flow.build import run_build
 
-    outcome = pipeline.runner.build(
-        _project_dir(args.project_dir), pipeline.warehouse_path(args.warehouse)
+    run_build(_session(args))
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from mlsm_py.flow.lifecycle import run_retrain
+
+    outcomes = run_retrain(_session(args, actor="factory"), args.propose, args.models)
+    _say("summary:")
+    _say(f"  {'model':<20} {'outcome':<9} {'metric':<20} {'champion':>9} {'challenger':>10}")
+    for o in outcomes:
+        old = "" if o.old != o.old else f"{o.old:.4f}"
+        new = "" if o.new != o.new else f"{o.new:.4f}"
+        _say(f"  {o.model:<20} {o.outcome:<9} {o.metric:<20} {old:>9} {new:>10}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from mlsm_py.flow.aliases import status
+
+    rows = status(_session(args))
+    if args.json:
+        _say(json.dumps(rows, indent=2, default=str))
+        return 0
+    _say(
+        f"{'model':<18} {'ver':>3} {'status':<6} {'champion':<17} {'route':<6} {'ROC AUC':>7} "
+        f"{'top10%':>6} {'parity':>8}  challenger        last decision"
     )
-    _say(f"dbt build passed: {outcome.counts}")
+    for r in rows:
+        m = r["metrics"]
+        auc = f"{m['roc_auc']:.4f}" if "roc_auc" in m else "-"
+        cap = f"{m['top_decile_capture']:.1%}" if "top_decile_capture" in m else "-"
+        par = f"{r['parity_max_abs_diff']:.1e}" if r["parity_max_abs_diff"] is not None else "-"
+        _say(
+            f"{r['model']:<18} {r['version']:>3} {r['status']:<6} {r['champion'] or '-':<17} "
+            f"{r['route'] or '-':<6} {auc:>7} {cap:>6} {par:>8}  "
+            f"{(r['challengers'] or ['-'])[0]:<17} {r['last_decision'] or '-'}"
+        )
+    for r in rows:
+        for line in r["stale"]:
+            _say(f"  stale: {r['model']}: {line}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from mlsm_py.flow.aliases import promote
+
+    _say(promote(_session(args), args.model, args.fit))
+    _say("  the next `mlsm build` scores with it")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from mlsm_py.flow.aliases import rollback
+
+    _say(rollback(_session(args), args.model))
+    _say("  the next `mlsm build` scores with it")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from mlsm_py.flow.aliases import history
+
+    rows = history(_session(args), args.model)
+    if args.json:
+        _say(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        _say(f"no decisions recorded for {args.model}")
+    for r in rows:
+        _say(
+            f"{r['decided_at']:%Y-%m-%d %H:%M:%S}  {r['outcome']:<11} {r['action']:<9} "
+            f"by {r['actor']:<10} {r['from_fit'] or '-'} -> {r['to_fit'] or '-'}"
+        )
+        _say(f"    {r['reason']}")
+        by_metric: dict = {}
+        for c in r["compared"]:
+            by_metric.setdefault(c["metric"], {})[c["role"]] = c["value"]
+        shown = [k for k in ("roc_auc", "top_decile_capture", "log_loss", "rmse") if k in by_metric]
+        for k in shown:
+            v = by_metric[k]
+            old = f"{v['champion']:.4f}" if "champion" in v else "-"
+            new = f"{v['challenger']:.4f}" if "challenger" in v else "-"
+            _say(f"    {k}: champion {old}, challenger {new}")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from mlsm_py import verify
-    from models_py import MODELS
 
-    by_name = {m.name: m for m in MODELS}
-    if args.model not in by_name:
-        raise MlsmError(f"unknown model {args.model!r}; defined: {', '.join(sorted(by_name))}")
     if args.fuzz < 0:
         raise MlsmError("--fuzz must be 0 or more rows")
-    result = verify.verify(
-        by_name[args.model], verify.warehouse_path(args.warehouse), args.fuzz, args.seed, _say
-    )
+    s = _session(args)
+    result = verify.verify(s, args.model, args.fuzz, args.seed)
     return 0 if result.passed else 1
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mlsm", description=__doc__)
+    ap = argparse.ArgumentParser(prog="mlsm", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"mlsm {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--warehouse", help="DuckDB file (default: $MLSM_WAREHOUSE or warehouse/mlsm.duckdb)"
-    )
-    common.add_argument("--project-dir", help="dbt project (default: ./dbt_project)")
-    demo = sub.add_parser("demo", parents=[common], help="run the end-to-end demo")
+    common.add_argument("--project", help="project directory (default: the current directory)")
+    common.add_argument("--warehouse", help="DuckDB file (default: from the project config)")
+    common.add_argument("--actor", help="who is recorded in the audit rows (default: $USER)")
+    common.add_argument("--verbose", action="store_true", help="show dbt's own output")
+
+    def verb(name: str, fn, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=text, description=text)
+        p.set_defaults(func=fn)
+        return p
+
+    init = sub.add_parser("init", help="create a small working project in DIR")
+    init.add_argument("directory")
+    init.add_argument("--rows", type=int, default=5000, help="sample leads (default 5000)")
+    init.set_defaults(func=cmd_init)
+    demo = verb("demo", cmd_demo, "the end-to-end demo: load leads, train, build, top leads")
     demo.add_argument("--rows", type=int, default=100_000, help="synthetic leads (default 100000)")
     demo.add_argument("--seed", type=int, default=42)
-    demo.set_defaults(func=cmd_demo)
-    build = sub.add_parser("build", parents=[common], help="dbt build with a checked summary")
-    build.set_defaults(func=cmd_build)
-    verify = sub.add_parser(
-        "verify",
-        parents=[common],
-        help="re-run the parity gate for a registered fit, optionally on N fuzzed rows",
+    demo.add_argument(
+        "--replace-data", action="store_true", help="regenerate raw.leads even if it holds data"
     )
-    verify.add_argument("model", help="model name, as defined in models_py")
+    train = verb("train", cmd_train, "fit, gate and register models (first fit: champion)")
+    train.add_argument("models", nargs="*", help="model names (default: all)")
+    verb("build", cmd_build, "score with the current champions, check, publish (no training)")
+    retrain = verb("retrain", cmd_retrain, "the factory run: challenger vs champion, promote")
+    retrain.add_argument("models", nargs="*", help="live model names (default: all live)")
+    retrain.add_argument(
+        "--propose", action="store_true", help="register and write challengers, promote nothing"
+    )
+    status = verb("status", cmd_status, "champions, challengers, metrics, staleness")
+    status.add_argument("--json", action="store_true")
+    promote = verb("promote", cmd_promote, "make the challenger (or --fit ID) the champion")
+    promote.add_argument("model")
+    promote.add_argument("--fit", help="a registered fit id (default: the challenger)")
+    rollback = verb("rollback", cmd_rollback, "back to the previous champion")
+    rollback.add_argument("model")
+    history = verb("history", cmd_history, "a model's decisions, newest first")
+    history.add_argument("model")
+    history.add_argument("--json", action="store_true")
+    verify = verb("verify", cmd_verify, "re-run the parity gate on the champion fit")
+    verify.add_argument("model")
     verify.add_argument(
         "--fuzz", type=int, default=0, metavar="N", help="also check N generated rows (default 0)"
     )
     verify.add_argument("--seed", type=int, default=0, help="fuzz seed (default 0)")
-    verify.set_defaults(func=cmd_verify)
     return ap
+
+
+def _log_file(args: argparse.Namespace) -> Path:
+    root = Path(getattr(args, "project", None) or Path.cwd())
+    return root.resolve() / "logs" / "mlsm.log"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +221,19 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except MlsmError as e:
         print(f"mlsm: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mlsm: interrupted; nothing was published", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the user gets one line, the log the traceback
+        log = _log_file(args)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        logging.basicConfig(filename=log, level=logging.ERROR, force=True)
+        logging.getLogger("mlsm").error("%s\n%s", " ".join(sys.argv), traceback.format_exc())
+        text = str(e).splitlines()[0] if str(e) else ""
+        if "Could not set lock" in text:
+            text = "the warehouse file is in use by another process (a running dbt build?)"
+        print(f"mlsm: error: {type(e).__name__}: {text} (details in {log})", file=sys.stderr)
         return 1
 
 

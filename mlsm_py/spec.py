@@ -24,6 +24,25 @@ def check_name(kind: str, name: object) -> str:
     return name
 
 
+def check_condition(what: str, text: str) -> str:
+    """A SQL condition that stays one boolean expression: parsed, and free of text dbt's Jinja
+    or a second statement could act on."""
+    import sqlglot
+
+    if not isinstance(text, str) or not text.strip():
+        raise SpecError(f"{what} must be a non-empty SQL condition")
+    if any(t in text for t in ("{", "}", ";", "--", "/*")):
+        raise SpecError(f"{what} {text!r}: braces, ';' and comments are not allowed")
+    try:
+        parsed = sqlglot.parse_one(text, read="duckdb")
+    except sqlglot.errors.ParseError as e:
+        first = str(e).splitlines()[0] if str(e) else "parse error"
+        raise SpecError(f"{what} {text!r} is not a SQL condition ({first})") from None
+    if isinstance(parsed, sqlglot.exp.Query):
+        raise SpecError(f"{what} {text!r} is a query, not a condition")
+    return text
+
+
 @dataclass(frozen=True)
 class Field:
     """Contract for one input column: type, nullability and the values it may take."""
@@ -55,18 +74,75 @@ class Field:
 
 @dataclass(frozen=True)
 class TimeSplit:
-    """Train on older rows, evaluate on the newest `holdout_days`, leaving `gap_days` between."""
+    """Train on older rows, evaluate on the newest matured `holdout_days`, `gap_days` between.
+
+    A row's label is known (matured) once `label_ready_after_days` have passed since its
+    `column` time, counted back from the newest row (the data's as-of time). Training and the
+    holdout read matured rows only, so leads still waiting for their outcome never count as
+    negatives.
+    """
 
     column: str
     holdout_days: int = 60
     gap_days: int = 14
+    label_ready_after_days: int = 0
 
     def __post_init__(self) -> None:
-        if self.holdout_days <= 0 or self.gap_days < 0:
+        if self.holdout_days <= 0 or self.gap_days < 0 or self.label_ready_after_days < 0:
             raise SpecError(
-                f"time split on {self.column!r}: holdout_days must be > 0 and gap_days >= 0 "
-                f"(got {self.holdout_days}, {self.gap_days})"
+                f"time split on {self.column!r}: holdout_days must be > 0, gap_days and "
+                f"label_ready_after_days >= 0 (got {self.holdout_days}, {self.gap_days}, "
+                f"{self.label_ready_after_days})"
             )
+
+
+# Metrics a promotion rule may name, with the direction in which they improve.
+METRIC_DIRECTIONS = {
+    "roc_auc": 1,
+    "top_decile_capture": 1,
+    "log_loss": -1,
+    "brier": -1,
+    "rmse": -1,
+    "mae": -1,
+    "r2": 1,
+}
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """When a challenger replaces the champion, both scored on the same newest matured rows.
+
+    Promote when the challenger beats the champion on `metric` by more than `min_gain` (in the
+    metric's own direction: higher AUC, lower log loss) and no guard is broken: each guard
+    `(metric, max_loss)` allows the challenger to be worse than the champion by at most
+    `max_loss` on that metric (`("top_decile_capture", 0.01)`: at most one point of capture
+    lost). The default promotes any strictly better ROC AUC.
+    """
+
+    metric: str = "roc_auc"
+    min_gain: float = 0.0
+    guards: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "guards", tuple((str(m), float(t)) for m, t in self.guards))
+        for name in (self.metric, *(m for m, _ in self.guards)):
+            if name not in METRIC_DIRECTIONS:
+                raise SpecError(
+                    f"promotion rule: metric {name!r} is unknown; "
+                    f"known: {', '.join(METRIC_DIRECTIONS)}"
+                )
+        for m, t in self.guards:
+            if t < 0:
+                raise SpecError(
+                    f"promotion guard {m!r}: max_loss {t} must be >= 0 (the most the "
+                    "challenger may lose on it)"
+                )
+
+    def describe(self) -> str:
+        text = f"{self.metric} gain > {self.min_gain:g}"
+        for m, t in self.guards:
+            text += f"; {m} loss <= {t:g}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -86,6 +162,10 @@ class Model:
     # "auto": SQL when it can express the fit and is expected to be faster, else a dbt Python
     # model; "sql" / "python" force one path ("sql" fails if SQL cannot express the estimator).
     scoring_path: Literal["auto", "sql", "python"] = "auto"
+    # Which records are scored: a SQL condition on the feature relation (e.g. open leads only,
+    # "converted is null"), so the call list never ranks leads that already have an outcome.
+    population: str | None = None
+    promotion: Promotion = field(default_factory=Promotion)
 
     def __post_init__(self) -> None:
         check_name("model", self.name)
@@ -109,10 +189,40 @@ class Model:
         for col in (self.key, self.target):
             if col in names:
                 raise SpecError(f"model {self.name!r}: {col!r} is the key or target, not a field")
+        if self.population is not None:
+            check_condition(f"model {self.name!r}: population", self.population)
+        if not isinstance(self.promotion, Promotion):
+            raise SpecError(f"model {self.name!r}: promotion must be a mlsm_py.Promotion")
 
     @property
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """What a project may train and score: the object `[tool.mlsm] definitions` names."""
+
+    models: tuple[Model, ...]
+    summaries: tuple[SummaryModel, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "summaries", tuple(self.summaries))
+        if not self.models:
+            raise SpecError("definitions: no models defined")
+        for m in self.models:
+            if not isinstance(m, Model):
+                raise SpecError(f"definitions: {m!r} is not a mlsm_py.Model")
+        check_project(self.models, self.summaries)
+
+    def model(self, name: str) -> Model:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise SpecError(
+            f"unknown model {name!r}; defined: {', '.join(sorted(m.name for m in self.models))}"
+        )
 
 
 @dataclass(frozen=True)
@@ -127,7 +237,7 @@ class SummaryModel:
     models: tuple[str, ...]
     rule: Literal["highest_score"] = "highest_score"
     description: str = ""
-    priority: dict[str, int] = field(default_factory=dict, compare=False)
+    priority: dict[str, int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_name("summary model", self.name)

@@ -3,25 +3,24 @@ rows, and optionally N fuzzed rows, on the path the fit is scored by."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
-import ibis
+import pandas as pd
+from sqlglot import exp
 
 from mlsm_py.compile.assemblers import assemble
 from mlsm_py.compile.fuzz import FuzzReport, fuzz_parity, fuzz_table
 from mlsm_py.compile.parity import ParityReport, check_parity, input_types
 from mlsm_py.compile.parity_python import check_parity_python
 from mlsm_py.errors import MlsmError
+from mlsm_py.estimator import input_types as field_types
+from mlsm_py.flow.session import Session
 from mlsm_py.frames import model_frame
-from mlsm_py.pipeline import warehouse_path
 from mlsm_py.registry import artifacts, store
 from mlsm_py.spec import Model
-from mlsm_py.train.trainer import input_types as field_types
 
-__all__ = ["VerifyResult", "verify", "warehouse_path"]
+__all__ = ["VerifyResult", "verify"]
 
 
 @dataclass(frozen=True)
@@ -35,45 +34,44 @@ class VerifyResult:
         return self.gate.passed and (self.fuzz is None or self.fuzz.parity.passed)
 
 
-def _registered(warehouse: Path, model: Model) -> dict:
-    if not warehouse.is_file():
-        raise MlsmError(f"warehouse {warehouse} does not exist; run `mlsm demo` first")
-    con = ibis.duckdb.connect(str(warehouse))
-    try:
-        record = store.latest(con, model.name)
-    finally:
-        con.disconnect()
-    if record is None:
-        raise MlsmError(f"model {model.name!r} has no registered fit in {warehouse}")
-    return record
-
-
 def verify(
-    model: Model,
-    warehouse: Path,
+    s: Session,
+    model_name: str,
     fuzz_rows: int = 0,
     seed: int = 0,
-    say: Callable[[str], None] = print,
 ) -> VerifyResult:
-    record = _registered(warehouse, model)
-    estimator = artifacts.load(Path(record["artifact_path"]), record["artifact_sha256"])
-    path = record["scoring_path"] or "sql"
-    say(
-        f"{model.name} v{record['model_version']} fit {record['fit_id']} "
-        f"({record['estimator']}, {path} path); artifact sha256 verified"
-    )
+    """The gate again on the champion fit (artifact sha256 verified first)."""
+    model = s.defs.model(model_name)
+    say = s.say
+    warehouse = s.project.warehouse
+    if not warehouse.is_file():
+        raise MlsmError(f"warehouse {warehouse} does not exist; run `mlsm train` first")
     con = duckdb.connect(str(warehouse))
     try:
+        champion = (
+            store.aliases(con, model.name).get(store.CHAMPION) if store.has_registry(con) else None
+        )
+        record = store.get_fit(con, champion) if champion else None
+        if record is None:
+            raise MlsmError(f"model {model.name!r} has no champion fit in {warehouse}")
+        estimator = artifacts.load(
+            artifacts.resolve(warehouse, record["artifact_path"]), record["artifact_sha256"]
+        )
+        path = record["route"]
+        say(
+            f"{model.name} v{record['model_version']} fit {record['fit_id']} "
+            f"({record['estimator']}, {path} route); artifact sha256 verified"
+        )
         holdout = _holdout(con, model, record)
         assembled = assemble(estimator) if path == "sql" else None
         if path == "sql":
-            gate = check_parity(estimator, con, holdout)
+            gate = check_parity(estimator, con, holdout, assembled=assembled)
         else:
             gate = check_parity_python(estimator, con, holdout)
         say(_line("holdout + adversarial", gate.rows_checked, gate.max_abs_diff, gate.passed))
         fuzz = None
         if fuzz_rows:
-            types = input_types(assembled) if assembled else field_types(model)
+            types = input_types(assembled) if assembled else field_types(model.fields)
             table = fuzz_table(types, holdout, fuzz_rows, seed, assembled)
             fuzz = fuzz_parity(estimator, con, table, types, assembled=assembled, path=path)
             say(
@@ -100,19 +98,18 @@ def _line(what: str, rows: int, diff: float, passed: bool) -> str:
     )
 
 
-def _holdout(con: duckdb.DuckDBPyConnection, model: Model, record: dict):
-    import json
-
-    from sqlglot import exp
-
-    since = json.loads(record["metrics"]).get("holdout_from")
+def _holdout(con: duckdb.DuckDBPyConnection, model: Model, record: dict) -> pd.DataFrame:
+    """The fit's own holdout rows, from the bounds the registry recorded."""
+    t = exp.column(model.split.column, quoted=True)
     query = exp.select(*[exp.column(f, quoted=True) for f in model.field_names]).from_(
         exp.to_table(model.features)
     )
-    if since:
+    if record["holdout_from"] is not None:
         query = query.where(
-            exp.column(model.split.column, quoted=True)
-            >= exp.cast(exp.Literal.string(since), "timestamp")
+            exp.and_(
+                t >= exp.Literal.string(record["holdout_from"].isoformat()),
+                t <= exp.Literal.string(record["matured_until"].isoformat()),
+            )
         )
     df = con.execute(query.order_by(exp.column(model.key, quoted=True)).sql("duckdb")).df()
-    return model_frame(df, field_types(model))
+    return model_frame(df, field_types(model.fields))

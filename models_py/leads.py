@@ -10,8 +10,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlsm_py.demo.data import CHANNELS, COMPANY_SIZES, COUNTRIES, INDUSTRIES
-from mlsm_py.spec import Field, Model, SummaryModel, TimeSplit
+from mlsm_py.spec import Field, Model, Promotion, SummaryModel, TimeSplit
+
+# The levels the CRM export uses (the dbt contracts check them).
+COUNTRIES = ("de", "fr", "gb", "us", "nl", "es", "it", "pl", "se", "other")
+CHANNELS = ("organic", "paid_search", "social", "referral", "email", "partner")
+COMPANY_SIZES = ("1-10", "11-50", "51-200", "201-1000", "1000+")
+INDUSTRIES = ("software", "retail", "manufacturing", "finance", "health", "education", "other")
 
 FIELDS = (
     Field("country", "category", levels=COUNTRIES, description="ISO country, lower case"),
@@ -29,7 +34,11 @@ FIELDS = (
 )
 CATEGORIES = [f.name for f in FIELDS if f.type == "category"]
 NUMBERS = [f.name for f in FIELDS if f.type != "category"]
-SPLIT = TimeSplit(column="created_at", holdout_days=60, gap_days=14)
+# A lead's outcome is known within 30 days; the newest leads are still open.
+SPLIT = TimeSplit(column="created_at", holdout_days=60, gap_days=14, label_ready_after_days=30)
+# Promote a challenger with a better ROC AUC on the newest matured leads, unless it loses more
+# than one point of top-decile capture (the share of conversions sales reaches first).
+RULE = Promotion(metric="roc_auc", min_gain=0.0, guards=(("top_decile_capture", 0.01),))
 
 
 def _one_hot() -> Pipeline:
@@ -57,6 +66,8 @@ def _model(name: str, status: str, estimator, description: str) -> Model:
         estimator=estimator,
         split=SPLIT,
         description=description,
+        population="converted is null",  # score open leads only
+        promotion=RULE,
     )
 
 
@@ -68,7 +79,9 @@ logreg = _model(
             (
                 "columns",
                 _columns(
-                    Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+                    Pipeline(
+                        [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+                    )
                 ),
             ),
             ("model", LogisticRegression(C=1.0, max_iter=2000)),

@@ -1,4 +1,5 @@
-{#- One row per record: the highest valid score among the live candidate models. NULL/NaN
+{#- One row per record: the highest valid score among the live candidate models' champions
+    (challengers are shadow-scored and never win). NULL/NaN
     scores never win; ties go to the lower priority number, then to the model name, so the
     result never depends on row order. Records with no valid score get a NULL winner. -#}
 {% macro select_winner(scores, key, summary_model, candidates) -%}
@@ -29,6 +30,7 @@ candidates as (
 
     from scores
     where model_status = 'live'
+        and role = 'champion'
         and model_name in ({% for name, _ in candidates %}'{{ name }}'{% if not loop.last %}, {% endif %}{% endfor %})
         and {{ mlsm.is_valid_score('score') }}
 
@@ -60,6 +62,7 @@ final as (
         '{{ summary_model }}' as summary_model,
         ranked.model_name as winning_model,
         ranked.model_version as winning_version,
+        ranked.fit_id as winning_fit_id,
         ranked.score
 
     from records

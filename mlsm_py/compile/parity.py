@@ -188,6 +188,7 @@ def check_parity(
     dialect: str | None = None,
     adversarial: bool = True,
     extra_rows: list[dict] | None = None,
+    assembled: Assembled | None = None,
 ) -> ParityReport:
     """Score holdout + adversarial rows with the compiled SQL on `con` and with the library;
     report rows checked, max |diff| and the worst row.
@@ -195,8 +196,10 @@ def check_parity(
     `tolerance` defaults to TOLERANCE, or to the coarser tolerance the model family declares
     for its own arithmetic (`Assembled.tolerance`: XGBoost's float32 probabilities).
     `con` is a DuckDB connection or an engine from `mlsm_py.compile.engines` (PostgreSQL,
-    Spark); the SQL is rendered in the engine's dialect unless `dialect` says otherwise."""
-    assembled = assemble(estimator)
+    Spark); the SQL is rendered in the engine's dialect unless `dialect` says otherwise.
+    `assembled`: the estimator already assembled (the lifecycle assembles each fit once)."""
+    if assembled is None:
+        assembled = assemble(estimator)
     if tolerance is None:
         tolerance = max(TOLERANCE, assembled.tolerance or 0.0)
     types = input_types(assembled)

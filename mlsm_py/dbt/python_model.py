@@ -1,7 +1,8 @@
 """What a generated dbt Python model calls (dbt-duckdb runs it in-process, inside `dbt build`).
 
-The generated file holds only the fit id and the artifact's sha256; the artifact's location comes
-from the registry table in the same warehouse, and the bytes are hashed again before loading.
+The generated file holds only the fit id. The artifact's location and sha256 come from the
+registry in the same warehouse, and the bytes are hashed again before loading: a fit that is
+not registered in this warehouse cannot be scored.
 """
 
 from __future__ import annotations
@@ -10,31 +11,33 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlglot import exp
 
 from mlsm_py.errors import ArtifactError
 from mlsm_py.pyscore import BATCH_ROWS, score_relation
-from mlsm_py.registry import artifacts, store
+from mlsm_py.registry import artifacts
+from mlsm_py.registry.schema import SCHEMA
 
 
-def artifact_of(session: Any, fit_id: str, sha256: str) -> Path:
-    query = (
-        exp.select("artifact_path", "artifact_sha256")
-        .from_(exp.table_(store.TABLE, db=store.DATABASE))
-        .where(exp.column("fit_id").eq(exp.Placeholder()))
-        .order_by(exp.column("trained_at").desc())
-        .limit(1)
-    )
-    row = session.execute(query.sql("duckdb"), [fit_id]).fetchone()
+def warehouse_file(session: Any) -> Path:
+    row = session.execute(
+        "select path from duckdb_databases() where database_name = current_database()"
+    ).fetchone()
+    if row is None or not row[0]:
+        raise ArtifactError("the Python-model path needs a DuckDB warehouse file")
+    return Path(row[0]).resolve()
+
+
+def artifact_of(session: Any, fit_id: str) -> tuple[Path, str]:
+    row = session.execute(
+        f"select artifact_path, artifact_sha256 from {SCHEMA}.fits where fit_id = ?", [fit_id]
+    ).fetchone()
     if row is None:
-        raise ArtifactError(f"fit {fit_id} is not in the registry {store.DATABASE}.{store.TABLE}")
-    path, registered = row
-    if registered != sha256:
         raise ArtifactError(
-            f"fit {fit_id}: the registry records artifact sha256 {registered}, the generated "
-            f"model expects {sha256}; regenerate the dbt models"
+            f"fit {fit_id} is not registered in this warehouse ({SCHEMA}.fits); "
+            "`mlsm build` rewrites the generated models from this warehouse's registry"
         )
-    return Path(path)
+    path, sha = row
+    return artifacts.resolve(warehouse_file(session), path), sha
 
 
 def score_model(
@@ -42,10 +45,10 @@ def score_model(
     relation: Any,
     *,
     fit_id: str,
-    artifact_sha256: str,
     key: str,
     constants: dict[str, str | int],
     batch_rows: int = BATCH_ROWS,
 ) -> pa.Table:
-    estimator = artifacts.load(artifact_of(session, fit_id, artifact_sha256), artifact_sha256)
+    path, sha = artifact_of(session, fit_id)
+    estimator = artifacts.load(path, sha)
     return score_relation(estimator, relation, key, batch_rows, constants)

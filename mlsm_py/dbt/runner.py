@@ -1,10 +1,14 @@
-"""Runs dbt in-process (dbtRunner) against the project and reports failing checks by name."""
+"""Runs dbt in-process (dbtRunner) against the project and reports failing checks by name.
+
+dbt's own output goes to the project's log file unless `verbose`; the caller prints a summary."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlsm_py.errors import BuildError
 
@@ -14,9 +18,29 @@ class BuildOutcome:
     success: bool
     failures: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        order = ("success", "pass", "fail", "error", "skipped", "warn")
+        parts = [f"{self.counts[k]} {k}" for k in order if self.counts.get(k)]
+        return ", ".join(parts) or "nothing to run"
 
 
-def _describe(result) -> str:
+@dataclass(frozen=True)
+class DbtContext:
+    dbt_dir: Path
+    warehouse: Path
+    target: str | None = None
+    log_dir: Path | None = None
+    verbose: bool = False
+
+
+def macro_package() -> Path:
+    """The `mlsm` dbt macro package shipped beside the framework (`macros/` in the repo)."""
+    return Path(__file__).resolve().parents[2] / "macros"
+
+
+def _describe(result: Any) -> str:
     node = result.node
     meta = getattr(node, "test_metadata", None)
     column = getattr(node, "column_name", None)
@@ -30,24 +54,39 @@ def _describe(result) -> str:
             f"check {node.name} failed on {where}: {result.failures or 0} rows break the rule "
             f"{rule}"
         )
-    return f"{node.resource_type} {node.name}: {result.status}: {result.message}"
+    message = " ".join(str(result.message or "").split())[:300]
+    return f"{node.resource_type} {node.name}: {result.status}: {message}"
 
 
-def run(project_dir: Path, warehouse: Path, args: list[str]) -> BuildOutcome:
+def run(ctx: DbtContext, args: list[str], variables: dict | None = None) -> BuildOutcome:
+    import time
+
     from dbt.cli.main import dbtRunner
 
-    os.environ["MLSM_WAREHOUSE"] = str(Path(warehouse).resolve())
+    os.environ["MLSM_WAREHOUSE"] = str(Path(ctx.warehouse).resolve())
+    os.environ["MLSM_DBT_PACKAGE"] = str(macro_package())
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    common = ["--project-dir", str(project_dir), "--profiles-dir", str(project_dir)]
+    common = ["--project-dir", str(ctx.dbt_dir)]
+    if (ctx.dbt_dir / "profiles.yml").is_file():
+        common += ["--profiles-dir", str(ctx.dbt_dir)]
+    flags = []
+    if ctx.log_dir is not None:
+        flags += ["--log-path", str(ctx.log_dir)]
+    if not ctx.verbose:
+        flags += ["--log-level", "none"]
+    if ctx.target:
+        common += ["--target", ctx.target]
     runner = dbtRunner()
-    if not (project_dir / "dbt_packages" / "mlsm").exists():
-        deps = runner.invoke(["deps", *common])
+    t0 = time.perf_counter()
+    if not (ctx.dbt_dir / "dbt_packages" / "mlsm").exists():
+        deps = runner.invoke([*flags, "deps", "--project-dir", str(ctx.dbt_dir)])
         if not deps.success:
             raise BuildError(f"dbt deps failed: {deps.exception}")
-    res = runner.invoke([*args, *common])
+    extra = ["--vars", json.dumps(variables)] if variables else []
+    res = runner.invoke([*flags, *args, *common, *extra])
     if res.exception is not None:
         raise BuildError(f"dbt {args[0]} could not run: {res.exception}")
-    outcome = BuildOutcome(success=bool(res.success))
+    outcome = BuildOutcome(success=bool(res.success), seconds=time.perf_counter() - t0)
     for r in getattr(res.result, "results", []) or []:
         status = str(r.status)
         outcome.counts[status] = outcome.counts.get(status, 0) + 1
@@ -56,14 +95,16 @@ def run(project_dir: Path, warehouse: Path, args: list[str]) -> BuildOutcome:
     return outcome
 
 
-def build(project_dir: Path, warehouse: Path, select: list[str] | None = None) -> BuildOutcome:
+def build(
+    ctx: DbtContext, select: list[str] | None = None, variables: dict | None = None
+) -> BuildOutcome:
     """`dbt build`; raises BuildError naming each failing check. A failing check skips every
-    table downstream of it, so the published tables keep their previous contents."""
+    model downstream of it."""
     args = ["build"] + (["--select", *select] if select else [])
-    outcome = run(project_dir, warehouse, args)
+    outcome = run(ctx, args, variables)
     if not outcome.success:
-        listed = "\n  - ".join(outcome.failures) or "(see the dbt log above)"
-        raise BuildError(
-            f"dbt build failed; nothing new was published.\n  - {listed}"
-        )
+        listed = "\n  - ".join(outcome.failures) or "(see the dbt log)"
+        err = BuildError(f"dbt build failed; nothing new was published.\n  - {listed}")
+        err.failures = outcome.failures
+        raise err
     return outcome

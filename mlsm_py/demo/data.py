@@ -11,6 +11,7 @@ COMPANY_SIZES = ["1-10", "11-50", "51-200", "201-1000", "1000+"]
 INDUSTRIES = ["software", "retail", "manufacturing", "finance", "health", "education", "other"]
 START = np.datetime64("2025-01-01T00:00:00")
 DAYS = 365
+LABEL_DAYS = 30  # an outcome is known at the latest this long after a lead is created
 
 
 def _nullify(values: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
@@ -23,7 +24,9 @@ def generate_leads(rows: int = 100_000, seed: int = 42) -> pa.Table:
     n = rows
     created = START + (rng.random(n) * DAYS * 86400).astype("timedelta64[s]")
     created.sort()  # lead ids grow with time, as in a real CRM
-    country = rng.choice(COUNTRIES, n, p=[0.18, 0.12, 0.14, 0.2, 0.06, 0.07, 0.07, 0.05, 0.04, 0.07])
+    country = rng.choice(
+        COUNTRIES, n, p=[0.18, 0.12, 0.14, 0.2, 0.06, 0.07, 0.07, 0.05, 0.04, 0.07]
+    )
     channel = rng.choice(CHANNELS, n, p=[0.3, 0.25, 0.15, 0.12, 0.1, 0.08])
     size_idx = rng.choice(len(COMPANY_SIZES), n, p=[0.35, 0.28, 0.2, 0.12, 0.05])
     industry = rng.choice(INDUSTRIES, n)
@@ -51,6 +54,10 @@ def generate_leads(rows: int = 100_000, seed: int = 42) -> pa.Table:
         + 0.15 * np.minimum(opens, 6)
     )
     converted = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int32")
+    # Outcomes arrive over the first LABEL_DAYS after a lead is created: the newest leads are
+    # still open (NULL), unless they have already been won or lost.
+    age_days = (created.max() - created).astype("timedelta64[s]").astype(float) / 86400
+    known = rng.random(n) < np.minimum(age_days / LABEL_DAYS, 1.0)
 
     sizes = np.array(COMPANY_SIZES, dtype=object)[size_idx]
     cols = {
@@ -69,13 +76,29 @@ def generate_leads(rows: int = 100_000, seed: int = 42) -> pa.Table:
         "days_since_last_visit": pa.array(
             np.nan_to_num(days_since).astype("int32"), mask=np.isnan(days_since)
         ),
-        "converted": pa.array(converted),
+        "converted": pa.array(converted, mask=~known),
     }
     return pa.table(cols)
 
 
-def load_leads(con, table: pa.Table, database: str = "raw", name: str = "leads") -> None:
-    """Replace raw.leads in the warehouse (an ibis connection) with `table`."""
-    if database not in con.list_databases():
-        con.create_database(database)
-    con.create_table(name, table, database=database, overwrite=True)
+def rows_in(con, schema: str = "raw", name: str = "leads") -> int:
+    """Rows in raw.leads (a DuckDB connection); 0 when the table does not exist."""
+    q = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
+    if not con.execute(q, [schema, name]).fetchone()[0]:
+        return 0
+    return int(con.execute(f'select count(*) from "{schema}"."{name}"').fetchone()[0])
+
+
+def load_leads(con, table: pa.Table, schema: str = "raw", name: str = "leads") -> None:
+    """Create or replace raw.leads (a DuckDB connection) with `table`, in one transaction.
+    Callers check `rows_in` first: replacing data a user loaded needs their say-so."""
+    con.execute("begin transaction")
+    try:
+        con.execute(f'create schema if not exists "{schema}"')
+        con.register("__mlsm_leads", table)
+        con.execute(f'create or replace table "{schema}"."{name}" as select * from __mlsm_leads')
+        con.unregister("__mlsm_leads")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,30 @@ def save(estimator: Any, path: Path) -> str:
 
 
 def write(data: bytes, path: Path) -> None:
+    """Write atomically: a killed process leaves no half-written artifact under the name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def root_of(warehouse: Path) -> Path:
+    """Artifacts live next to the warehouse file."""
+    return warehouse.parent / "artifacts"
+
+
+def store(data: bytes, sha256: str, warehouse: Path) -> str:
+    """Content-addressed: the artifact is `<sha256>.skops` under the root; returns that
+    relative path, which the registry records."""
+    rel = f"{sha256}.skops"
+    path = root_of(warehouse) / rel
+    if not path.is_file():
+        write(data, path)
+    return rel
+
+
+def resolve(warehouse: Path, rel: str) -> Path:
+    return root_of(warehouse) / rel
 
 
 def load(path: Path, sha256: str) -> Any:

@@ -1,94 +1,293 @@
-"""The fit registry: one row per fit in the warehouse table mlsm_registry.fits."""
+"""Reading and writing the registry (see `schema`). Every change of state goes through
+`transaction`, so a killed process leaves the old rows or the new ones, never a mix."""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-import pyarrow as pa
+import duckdb
 
-DATABASE = "mlsm_registry"
-TABLE = "fits"
+from mlsm_py.registry.schema import SCHEMA, TABLES, ddl
 
-SCHEMA = pa.schema(
-    [
-        ("model_name", pa.string()),
-        ("model_version", pa.int64()),
-        ("fit_id", pa.string()),
-        ("status", pa.string()),
-        ("trained_at", pa.timestamp("us", tz="UTC")),
-        ("estimator", pa.string()),
-        ("scoring_path", pa.string()),
-        ("train_rows", pa.int64()),
-        ("holdout_rows", pa.int64()),
-        ("data_hash", pa.string()),
-        ("metrics", pa.string()),
-        ("parity", pa.string()),
-        ("artifact_path", pa.string()),
-        ("artifact_sha256", pa.string()),
-        ("sql_sha256", pa.string()),
-    ]
-)
+CHAMPION = "champion"
+CHALLENGER = "challenger"
 
 
-@dataclass(frozen=True)
-class FitRecord:
+def connect(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection with the registry tables present (created on first use)."""
+    if read_only:
+        return duckdb.connect(str(warehouse), read_only=True)
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(warehouse))
+    with transaction(con):
+        for stmt in ddl():
+            con.execute(stmt)
+    return con
+
+
+def has_registry(con: duckdb.DuckDBPyConnection) -> bool:
+    q = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
+    return bool(con.execute(q, [SCHEMA, "fits"]).fetchone()[0])
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("begin transaction")
+    try:
+        yield
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, row: Mapping[str, Any]) -> None:
+    cols = list(row)
+    unknown = [c for c in cols if c not in _columns(table)]
+    assert not unknown, f"{table}: unknown columns {unknown}"
+    marks = ", ".join("?" for _ in cols)
+    con.execute(
+        f"insert into {SCHEMA}.{table} ({', '.join(cols)}) values ({marks})", list(row.values())
+    )
+
+
+def _columns(table: str) -> list[str]:
+    return [ln.split()[0] for ln in TABLES[table].strip().splitlines()]
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+# -- fits ---------------------------------------------------------------------------------------
+def insert_fit(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any], metrics: Mapping) -> None:
+    _insert(con, "fits", row)
+    for name, value in sorted(metrics.items()):
+        _insert(con, "fit_metrics", {"fit_id": row["fit_id"], "metric": name, "value": value})
+
+
+def get_fit(con: duckdb.DuckDBPyConnection, fit_id: str) -> dict | None:
+    rows = _rows(con, f"select * from {SCHEMA}.fits where fit_id = ?", [fit_id])
+    return rows[0] if rows else None
+
+
+def fit_metrics(con: duckdb.DuckDBPyConnection, fit_id: str) -> dict[str, float]:
+    q = f"select metric, value from {SCHEMA}.fit_metrics where fit_id = ? order by metric"
+    return dict(con.execute(q, [fit_id]).fetchall())
+
+
+# -- aliases ------------------------------------------------------------------------------------
+def aliases(con: duckdb.DuckDBPyConnection, model_name: str | None = None) -> dict:
+    """{model: {alias: fit_id}}, or {alias: fit_id} for one model."""
+    rows = con.execute(
+        f"select model_name, alias, fit_id from {SCHEMA}.aliases order by model_name, alias"
+    ).fetchall()
+    out: dict[str, dict[str, str]] = {}
+    for m, a, f in rows:
+        out.setdefault(m, {})[a] = f
+    return out.get(model_name, {}) if model_name is not None else out
+
+
+def set_alias(
+    con: duckdb.DuckDBPyConnection,
+    model_name: str,
+    alias: str,
+    fit_id: str | None,
+    by: str,
+    decision_id: str | None,
+) -> None:
+    """Point `alias` of a model at a fit (None removes it). Call inside a transaction."""
+    con.execute(
+        f"delete from {SCHEMA}.aliases where model_name = ? and alias = ?", [model_name, alias]
+    )
+    if fit_id is not None:
+        _insert(
+            con,
+            "aliases",
+            {
+                "model_name": model_name,
+                "alias": alias,
+                "fit_id": fit_id,
+                "since": now(),
+                "set_by": by,
+                "decision_id": decision_id,
+            },
+        )
+
+
+# -- decisions ----------------------------------------------------------------------------------
+@dataclass
+class Decision:
     model_name: str
-    model_version: int
-    fit_id: str
-    status: str
-    estimator: str
-    train_rows: int
-    holdout_rows: int
-    data_hash: str
-    metrics: dict
-    parity: dict
-    artifact_path: str
-    artifact_sha256: str
-    sql_sha256: str
-    scoring_path: str = "sql"
+    action: str  # first_fit | retrain | promote | rollback
+    actor: str
+    outcome: str  # promoted | kept | refused | proposed | rolled_back | forced
+    reason: str
+    from_fit: str | None = None
+    to_fit: str | None = None
+    rule: str | None = None
+    eval_rows: int | None = None
+    eval_from: datetime | None = None
+    eval_until: datetime | None = None
+    run_id: str | None = None
+    decision_id: str = ""
 
-    def row(self, trained_at: datetime) -> dict:
+    def row(self) -> dict:
+        if not self.decision_id:
+            self.decision_id = new_id()
         return {
+            "decision_id": self.decision_id,
+            "decided_at": now(),
             "model_name": self.model_name,
-            "model_version": self.model_version,
-            "fit_id": self.fit_id,
-            "status": self.status,
-            "trained_at": trained_at,
-            "estimator": self.estimator,
-            "scoring_path": self.scoring_path,
-            "train_rows": self.train_rows,
-            "holdout_rows": self.holdout_rows,
-            "data_hash": self.data_hash,
-            "metrics": json.dumps(self.metrics, sort_keys=True),
-            "parity": json.dumps(self.parity, sort_keys=True),
-            "artifact_path": self.artifact_path,
-            "artifact_sha256": self.artifact_sha256,
-            "sql_sha256": self.sql_sha256,
+            "action": self.action,
+            "actor": self.actor,
+            "from_fit": self.from_fit,
+            "to_fit": self.to_fit,
+            "rule": self.rule,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "eval_rows": self.eval_rows,
+            "eval_from": self.eval_from,
+            "eval_until": self.eval_until,
+            "run_id": self.run_id,
         }
 
 
-def record(con, fits: list[FitRecord]) -> None:
-    """Append fits to the registry (an ibis connection), creating the table on first use."""
-    if DATABASE not in con.list_databases():
-        con.create_database(DATABASE)
-    if TABLE not in con.list_tables(database=DATABASE):
-        con.create_table(TABLE, schema=SCHEMA, database=DATABASE)
-    now = datetime.now(UTC)
-    con.insert(TABLE, pa.Table.from_pylist([f.row(now) for f in fits], schema=SCHEMA),
-               database=DATABASE)
+def record_decision(
+    con: duckdb.DuckDBPyConnection,
+    d: Decision,
+    compared: Mapping[str, Mapping[str, Any]] | None = None,
+    pending: bool = False,
+) -> str:
+    """Write a decision and the metrics it compared ({role: {"fit_id":..., metric: value}}).
+    `pending`: held back until the run publishes (see `apply_pending`)."""
+    _insert(con, "pending_decisions" if pending else "decisions", d.row())
+    for role, values in (compared or {}).items():
+        for metric, value in sorted(values.items()):
+            if metric == "fit_id":
+                continue
+            _insert(
+                con,
+                "decision_metrics",
+                {
+                    "decision_id": d.decision_id,
+                    "fit_id": values["fit_id"],
+                    "role": role,
+                    "metric": metric,
+                    "value": value,
+                },
+            )
+    return d.decision_id
 
 
-def latest(con, model_name: str) -> dict | None:
-    if DATABASE not in con.list_databases() or TABLE not in con.list_tables(database=DATABASE):
-        return None
-    t = con.table(TABLE, database=DATABASE)
-    rows = (
-        t.filter(t.model_name == model_name)
-        .order_by(t.trained_at.desc())
-        .limit(1)
-        .to_pyarrow()
-        .to_pylist()
+def history(con: duckdb.DuckDBPyConnection, model_name: str) -> list[dict]:
+    rows = _rows(
+        con,
+        f"select * from {SCHEMA}.decisions where model_name = ? "
+        "order by decided_at desc, decision_id desc",
+        [model_name],
+    )
+    for r in rows:
+        r["compared"] = _rows(
+            con,
+            f"select role, fit_id, metric, value from {SCHEMA}.decision_metrics "
+            "where decision_id = ? order by role, metric",
+            [r["decision_id"]],
+        )
+    return rows
+
+
+def last_decision(con: duckdb.DuckDBPyConnection, model_name: str) -> dict | None:
+    rows = _rows(
+        con,
+        f"select * from {SCHEMA}.decisions where model_name = ? "
+        "order by decided_at desc, decision_id desc limit 1",
+        [model_name],
     )
     return rows[0] if rows else None
+
+
+def installing_decision(con: duckdb.DuckDBPyConnection, model_name: str) -> dict | None:
+    """The decision that made the current champion champion."""
+    q = (
+        f"select d.* from {SCHEMA}.aliases a join {SCHEMA}.decisions d "
+        "on d.decision_id = a.decision_id where a.model_name = ? and a.alias = ?"
+    )
+    rows = _rows(con, q, [model_name, CHAMPION])
+    return rows[0] if rows else None
+
+
+# -- a retrain's pending changes ----------------------------------------------------------------
+def add_pending(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    model_name: str,
+    alias: str,
+    fit_id: str | None,
+    decision_id: str | None,
+) -> None:
+    _insert(
+        con,
+        "pending",
+        {
+            "run_id": run_id,
+            "model_name": model_name,
+            "alias": alias,
+            "fit_id": fit_id,
+            "decision_id": decision_id,
+        },
+    )
+
+
+def pending(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict]:
+    return _rows(
+        con,
+        f"select * from {SCHEMA}.pending where run_id = ? order by model_name, alias",
+        [run_id],
+    )
+
+
+def apply_pending(con: duckdb.DuckDBPyConnection, run_id: str, by: str) -> int:
+    """Move a run's pending aliases and decisions into place. Call inside the publication
+    transaction: they take effect together with the published tables."""
+    rows = pending(con, run_id)
+    for r in rows:
+        set_alias(con, r["model_name"], r["alias"], r["fit_id"], by, r["decision_id"])
+    con.execute(
+        f"insert into {SCHEMA}.decisions select * from {SCHEMA}.pending_decisions where run_id = ?",
+        [run_id],
+    )
+    discard_pending(con, run_id)
+    return len(rows)
+
+
+def discard_pending(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> None:
+    """Forget a run's pending changes (None: every run's, e.g. of a run that was killed)."""
+    where, params = ("where run_id = ?", [run_id]) if run_id else ("", [])
+    for table in ("pending", "pending_decisions"):
+        con.execute(f"delete from {SCHEMA}.{table} {where}", params)
+
+
+# -- the publication log ------------------------------------------------------------------------
+def record_build(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any]) -> None:
+    _insert(con, "builds", row)
+
+
+def builds(con: duckdb.DuckDBPyConnection, limit: int = 20) -> list[dict]:
+    return _rows(con, f"select * from {SCHEMA}.builds order by started_at desc limit ?", [limit])

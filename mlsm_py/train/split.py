@@ -1,26 +1,26 @@
-"""Time-gapped split: train on older records, evaluate on the newest, with a gap between."""
+"""Time-gapped split on matured labels: train on older records, evaluate on the newest records
+whose outcome is known, with a gap between."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mlsm_py.errors import SpecError
 from mlsm_py.spec import TimeSplit
 
 
 @dataclass(frozen=True)
 class SplitBounds:
-    train_before: datetime
-    holdout_from: datetime
+    as_of: datetime  # the newest record: the data's as-of time
+    matured_until: datetime  # records at or before this have a known label
+    holdout_from: datetime  # holdout: holdout_from <= t <= matured_until
+    train_before: datetime  # training: t < train_before
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v.isoformat() for k, v in self.__dict__.items()}
 
 
-def bounds(table, split: TimeSplit) -> SplitBounds:
-    """`table` is an ibis table; the bounds come from the newest record's timestamp."""
-    if split.column not in table.columns:
-        raise SpecError(f"time split column {split.column!r} is not in the feature relation")
-    newest = table[split.column].max().execute()
-    if newest is None:
-        raise SpecError("the feature relation is empty: nothing to train on")
-    holdout_from = newest - timedelta(days=split.holdout_days)
-    return SplitBounds(holdout_from - timedelta(days=split.gap_days), holdout_from)
+def bounds(as_of: datetime, split: TimeSplit) -> SplitBounds:
+    matured = as_of - timedelta(days=split.label_ready_after_days)
+    holdout_from = matured - timedelta(days=split.holdout_days)
+    return SplitBounds(as_of, matured, holdout_from, holdout_from - timedelta(days=split.gap_days))

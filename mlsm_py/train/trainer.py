@@ -1,4 +1,4 @@
-"""Fit one model on its feature relation, read from the warehouse through ibis."""
+"""Fit one model on the matured rows of its feature relation, read from the warehouse."""
 
 from __future__ import annotations
 
@@ -9,74 +9,145 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sqlglot import exp
 
 from mlsm_py.contracts import check_frame
-from mlsm_py.errors import SpecError
+from mlsm_py.errors import ContractError, SpecError
+from mlsm_py.estimator import input_types, score_vector, task_of
 from mlsm_py.frames import model_frame
 from mlsm_py.spec import Model
 from mlsm_py.train.metrics import evaluate
-from mlsm_py.train.split import bounds
+from mlsm_py.train.split import SplitBounds, bounds
+
+
+@dataclass
+class Holdout:
+    """The newest matured rows: what champion and challenger are both judged on."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    bounds: SplitBounds
 
 
 @dataclass
 class Fit:
     model: Model
     estimator: Any
-    metrics: dict
-    holdout: pd.DataFrame
+    task: str
+    metrics: dict[str, float]
+    holdout: Holdout
     train_rows: int
+    immature_rows: int
     data_hash: str
 
     @property
     def estimator_name(self) -> str:
-        est = self.estimator
-        if hasattr(est, "steps"):
-            return " > ".join(type(s).__name__ for _, s in est.steps)
-        return type(est).__name__
+        return estimator_name(self.estimator)
 
 
-def input_types(model: Model) -> dict[str, str]:
-    return {f.name: ("string" if f.type == "category" else "double") for f in model.fields}
-
-
-def scores_of(estimator: Any, X: pd.DataFrame) -> np.ndarray:
-    if hasattr(estimator, "predict_proba"):
-        return estimator.predict_proba(X)[:, 1]
-    return np.asarray(estimator.predict(X), dtype="float64")
+def estimator_name(est: Any) -> str:
+    if hasattr(est, "steps"):
+        return " > ".join(type(s).__name__ for _, s in est.steps)
+    return type(est).__name__
 
 
 def _hash(df: pd.DataFrame) -> str:
-    return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()).hexdigest()
+    digest = pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()
+    return hashlib.sha256(digest).hexdigest()
 
 
-def train(con, model: Model) -> Fit:
-    """`con` is an ibis connection to the warehouse."""
-    table = con.table(model.features)
+def _q(name: str) -> exp.Column:
+    return exp.column(name, quoted=True)
+
+
+def read_window(con: Any, model: Model, start: Any, end: Any, inclusive_end: bool) -> pd.DataFrame:
+    """Rows with start <= t < end (or <= end), key order; `con` is a DuckDB connection."""
+    t = _q(model.split.column)
+    cond = exp.true()
+    if start is not None:
+        cond = exp.and_(cond, t >= exp.Literal.string(start.isoformat()))
+    if end is not None:
+        upper = exp.Literal.string(end.isoformat())
+        cond = exp.and_(cond, t <= upper if inclusive_end else t < upper)
+    cols = [model.key, model.target, *model.field_names]
+    q = (
+        exp.select(*[_q(c) for c in cols])
+        .from_(exp.to_table(model.features))
+        .where(cond)
+        .order_by(_q(model.key))
+    )
+    return con.execute(q.sql("duckdb")).df()
+
+
+def _as_of(con: Any, model: Model) -> Any:
+    cols = {
+        r[0]
+        for r in con.execute(f"describe {exp.to_table(model.features).sql('duckdb')}").fetchall()
+    }
     needed = [model.key, model.split.column, model.target, *model.field_names]
-    missing = [c for c in needed if c not in table.columns]
+    missing = [c for c in needed if c not in cols]
     if missing:
         raise SpecError(
             f"model {model.name!r}: columns {missing} are not in relation {model.features!r}"
         )
-    b = bounds(table, model.split)
-    time_col = table[model.split.column]
-    cols = [model.key, model.target, *model.field_names]
-    train_df = table.filter(time_col < b.train_before).select(cols).order_by(model.key).to_pandas()
-    hold_df = table.filter(time_col >= b.holdout_from).select(cols).order_by(model.key).to_pandas()
+    q = exp.select(exp.Max(this=_q(model.split.column))).from_(exp.to_table(model.features))
+    newest = con.execute(q.sql("duckdb")).fetchone()[0]
+    if newest is None:
+        raise SpecError(f"model {model.name!r}: {model.features!r} is empty: nothing to train on")
+    return newest
+
+
+def train(con: Any, model: Model) -> Fit:
+    """Fit `model` on matured rows older than its holdout; evaluate on the newest matured rows.
+
+    `con` is a DuckDB connection to the warehouse."""
+    b = bounds(_as_of(con, model), model.split)
+    train_df = read_window(con, model, None, b.train_before, inclusive_end=False)
+    hold_df = read_window(con, model, b.holdout_from, b.matured_until, inclusive_end=True)
+    q = (
+        exp.select(exp.Count(this=exp.Star()))
+        .from_(exp.to_table(model.features))
+        .where(_q(model.split.column) > exp.Literal.string(b.matured_until.isoformat()))
+    )
+    immature = int(con.execute(q.sql("duckdb")).fetchone()[0])
     for name, df in (("training", train_df), ("holdout", hold_df)):
         if len(df) == 0:
             raise SpecError(
                 f"model {model.name!r}: the {name} window of the time split is empty "
-                f"(holdout_days={model.split.holdout_days}, gap_days={model.split.gap_days})"
+                f"(holdout_days={model.split.holdout_days}, gap_days={model.split.gap_days}, "
+                f"label_ready_after_days={model.split.label_ready_after_days}; "
+                f"newest {model.split.column} is {b.as_of:%Y-%m-%d})"
             )
         check_frame(df, model.fields, model.features)
-        if df[model.target].isna().any():
-            raise SpecError(f"model {model.name!r}: target {model.target!r} has NULL values")
-    types = input_types(model)
+        unlabeled = df[model.target].isna()
+        if unlabeled.any():
+            first = df.loc[unlabeled, model.key].iloc[0]
+            raise ContractError(
+                f"{model.features}.{model.target}: {int(unlabeled.sum())} matured rows have no "
+                f"label (first {model.key} {first}); rule: a label is known "
+                f"{model.split.label_ready_after_days} days after {model.split.column} "
+                "(raise label_ready_after_days if outcomes arrive later)"
+            )
+    types = input_types(model.fields)
     X_train = model_frame(train_df, types)
     X_hold = model_frame(hold_df, types)
-    estimator = clone(model.estimator).fit(X_train, train_df[model.target].to_numpy())
-    metrics = evaluate(hold_df[model.target].to_numpy(), scores_of(estimator, X_hold))
-    metrics["train_before"] = b.train_before.isoformat()
-    metrics["holdout_from"] = b.holdout_from.isoformat()
-    return Fit(model, estimator, metrics, X_hold, len(train_df), _hash(train_df))
+    y_train = train_df[model.target].to_numpy()
+    estimator = clone(model.estimator).fit(X_train, y_train)
+    task = task_of(estimator)
+    if task == "multiclass":
+        raise SpecError(
+            f"model {model.name!r}: a lead score is one number per record; the fit has "
+            f"{len(estimator.classes_)} classes. Use mlsm_py.to_sql for multiclass models."
+        )
+    y_hold = hold_df[model.target].to_numpy(dtype="float64")
+    metrics = evaluate(y_hold, score_vector(estimator, X_hold), task)
+    return Fit(
+        model,
+        estimator,
+        task,
+        metrics,
+        Holdout(X_hold, y_hold, b),
+        len(train_df),
+        immature,
+        _hash(train_df),
+    )

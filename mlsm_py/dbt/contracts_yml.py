@@ -1,0 +1,85 @@
+"""The feature relations' field contracts as dbt data tests (data checker 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mlsm_py.spec import Field, Model
+
+
+def _num(x: float) -> float | int:
+    return int(x) if float(x).is_integer() and abs(x) < 2**53 else float(x)
+
+
+def field_tests(relation: str, f: Field) -> list:
+    tests: list = []
+    if not f.nullable:
+        tests.append({"not_null": {"name": f"{relation}__{f.name}__not_null"}})
+    if f.min is not None or f.max is not None:
+        args = {}
+        rule = []
+        if f.min is not None:
+            args["min_value"] = _num(f.min)
+            rule.append(f"min_{_num(f.min)}")
+        if f.max is not None:
+            args["max_value"] = _num(f.max)
+            rule.append(f"max_{_num(f.max)}")
+        name = f"{relation}__{f.name}__range_{'_'.join(rule)}".replace("-", "minus").replace(
+            ".", "p"
+        )
+        tests.append({"mlsm.accepted_range": {"name": name, "arguments": args}})
+    if f.levels is not None:
+        tests.append(
+            {
+                "accepted_values": {
+                    "name": f"{relation}__{f.name}__accepted_levels",
+                    "arguments": {"values": list(f.levels), "quote": True},
+                }
+            }
+        )
+    return tests
+
+
+def contracts(models: Sequence[Model]) -> dict[str, tuple[str, dict]]:
+    """{relation: (who declared it, yml document)}: one document per feature relation."""
+    by_rel: dict[str, list[Model]] = {}
+    for m in models:
+        by_rel.setdefault(m.features, []).append(m)
+    out = {}
+    for relation, ms in sorted(by_rel.items()):
+        fields: dict[str, Field] = {}
+        for m in ms:
+            for f in m.fields:
+                fields.setdefault(f.name, f)
+        key = ms[0].key
+        columns = [
+            {
+                "name": key,
+                "description": "Record key.",
+                "data_tests": [
+                    {"unique": {"name": f"{relation}__{key}__unique"}},
+                    {"not_null": {"name": f"{relation}__{key}__not_null"}},
+                ],
+            }
+        ]
+        for f in fields.values():
+            col: dict = {"name": f.name, "description": f.description or f"{f.type} input"}
+            tests = field_tests(relation, f)
+            if tests:
+                col["data_tests"] = tests
+            columns.append(col)
+        doc = {
+            "version": 2,
+            "models": [
+                {
+                    "name": relation,
+                    "description": "Model inputs, one row per record. The checks below are the "
+                    "field contracts declared in the model definitions; scoring runs only if "
+                    "they pass.",
+                    "columns": columns,
+                }
+            ],
+        }
+        users = ", ".join(sorted(f"{m.name} v{m.version}" for m in ms))
+        out[relation] = (users, doc)
+    return out

@@ -1,0 +1,224 @@
+"""The checks on every score (data checker 2): per score model, the long `scores` table, the
+winners and the winner rule's unit test. Tests follow each fit's declared outputs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from mlsm_py.registry.schema import DESCRIPTIONS, SCHEMA
+from mlsm_py.spec import SummaryModel
+
+
+def score_model_yml(dbt_name: str, m: Any, alias: str, fit: dict) -> dict:
+    """Tests from the declared output roles: a probability must lie in [0, 1]; a decision
+    function or a prediction is unbounded. Every score model is checked against the registry."""
+    import json
+
+    outputs = json.loads(fit["outputs"])
+    columns = [
+        {
+            "name": m.key,
+            "data_tests": [
+                {"unique": {"name": f"{dbt_name}__{m.key}__unique"}},
+                {"not_null": {"name": f"{dbt_name}__{m.key}__not_null"}},
+            ],
+        },
+        {"name": "fit_id", "description": "The registered fit that computed the score."},
+    ]
+    for out in outputs:
+        tests: list = [{"not_null": {"name": f"{dbt_name}__{out['name']}__not_null"}}]
+        if out["role"] == "probability":
+            tests.append(
+                {
+                    "mlsm.accepted_range": {
+                        "name": f"{dbt_name}__{out['name']}__between_0_and_1",
+                        "arguments": {"min_value": 0, "max_value": 1},
+                    }
+                }
+            )
+        describe = {
+            "probability": "Positive-class probability",
+            "decision": "Decision function (unbounded; higher means more likely positive)",
+            "prediction": "Predicted value",
+        }[out["role"]]
+        columns.append({"name": out["name"], "description": describe, "data_tests": tests})
+    return {
+        "name": dbt_name,
+        "description": f"{alias.capitalize()} scores of {m.name} v{m.version} ({m.status}) for "
+        f"every record of {m.features}{' in its population' if m.population else ''}. "
+        f"{m.description}".strip(),
+        "data_tests": [
+            {
+                "mlsm.registered_fit": {
+                    "name": f"{dbt_name}__fit_is_registered_{alias}",
+                    "arguments": {"model_name": m.name, "role": alias, "fit_id": fit["fit_id"]},
+                }
+            }
+        ],
+        "columns": columns,
+    }
+
+
+def scores_yml(key: str) -> dict:
+    return {
+        "name": "scores",
+        "description": "Every record scored by every model's champion and challenger (live and "
+        "draft), with the fit that scored it and the dbt invocation id of the run.",
+        "data_tests": [
+            {
+                "mlsm.unique_combination_of_columns": {
+                    "name": f"scores__one_row_per_{key}_per_model_and_role",
+                    "arguments": {"combination_of_columns": [key, "model_name", "role"]},
+                }
+            }
+        ],
+        "columns": [
+            {"name": key, "data_tests": [{"not_null": {"name": f"scores__{key}__not_null"}}]},
+            {"name": "model_name"},
+            {"name": "model_version"},
+            {"name": "fit_id"},
+            {
+                "name": "role",
+                "description": "champion, or challenger (shadow-scored, never wins)",
+                "data_tests": [
+                    {
+                        "accepted_values": {
+                            "name": "scores__role__accepted",
+                            "arguments": {"values": ["champion", "challenger"]},
+                        }
+                    }
+                ],
+            },
+            {"name": "model_status", "description": "live or draft (drafts never win)"},
+            {"name": "score", "data_tests": [{"not_null": {"name": "scores__score__not_null"}}]},
+            {"name": "run_id"},
+        ],
+    }
+
+
+def winners_yml(key: str) -> dict:
+    return {
+        "name": "winners",
+        "description": "One row per record and summary model: the winning live champion, its "
+        "version, fit and score. NULL/NaN scores never win; ties go to the declared priority.",
+        "data_tests": [
+            {
+                "mlsm.unique_combination_of_columns": {
+                    "name": f"winners__one_row_per_{key}_per_summary",
+                    "arguments": {"combination_of_columns": [key, "summary_model"]},
+                }
+            }
+        ],
+        "columns": [
+            {"name": key, "data_tests": [{"not_null": {"name": f"winners__{key}__not_null"}}]},
+            {"name": "summary_model"},
+            {"name": "winning_model"},
+            {"name": "winning_version"},
+            {"name": "winning_fit_id"},
+            {"name": "score"},
+            {"name": "run_id"},
+        ],
+    }
+
+
+def registry_sources() -> dict:
+    tables = [{"name": n, "description": d} for n, d in DESCRIPTIONS.items()]
+    for t in tables:
+        if t["name"] == "aliases":
+            t["data_tests"] = [
+                {
+                    "mlsm.unique_combination_of_columns": {
+                        "name": "registry__one_fit_per_model_and_alias",
+                        "arguments": {"combination_of_columns": ["model_name", "alias"]},
+                    }
+                }
+            ]
+    return {
+        "version": 2,
+        "sources": [
+            {
+                "name": "mlsm_registry",
+                "description": "The model registry mlsm keeps in the warehouse: the source of "
+                "truth for which fit scores in production.",
+                "schema": SCHEMA,
+                "tables": tables,
+            }
+        ],
+    }
+
+
+def winner_unit_test(summaries: Sequence[SummaryModel], status: dict[str, str], key: str) -> dict:
+    """Given/expect rows for the winner rule: a draft on top, a challenger on top, a NULL
+    score, a tie, a plain win. Expected rows come from `expected_winner`, the rule in Python."""
+    first = summaries[0]
+    live = [n for n in first.models if status.get(n) == "live"]
+    drafts = [n for n in first.models if status.get(n) == "draft"]
+    draft = drafts[0] if drafts else "zz_draft_model"
+    a = live[0]
+    b = live[1] if len(live) > 1 else None
+    rows: list[dict] = []
+
+    def score(k: int, model: str, value: float | None, role: str = "champion") -> None:
+        rows.append(
+            {
+                key: k,
+                "model_name": model,
+                "model_version": 1,
+                "fit_id": f"{model}_{role}",
+                "role": role,
+                "model_status": status.get(model, "draft"),
+                "score": value,
+            }
+        )
+
+    score(1, a, 0.40)  # a draft model with the top score never wins
+    score(1, draft, 0.99)
+    score(1, a, 0.98, "challenger")  # nor does a challenger
+    score(2, a, None)  # a NULL score never wins
+    if b:
+        score(2, b, 0.10)
+        score(3, b, 0.75)  # a tie goes to the model declared first
+        score(3, a, 0.75)
+        score(4, a, 0.20)  # otherwise the highest score wins, whatever the priority
+        score(4, b, 0.30)
+    expect = []
+    for s in summaries:
+        for k in sorted({r[key] for r in rows}):
+            winner = expected_winner([r for r in rows if r[key] == k], s)
+            expect.append(
+                {
+                    key: k,
+                    "summary_model": s.name,
+                    "winning_model": winner["model_name"] if winner else None,
+                    "winning_fit_id": winner["fit_id"] if winner else None,
+                    "score": winner["score"] if winner else None,
+                }
+            )
+    return {
+        "name": "winner_rule",
+        "description": "Ties go to the declared priority; NULL scores, draft models and "
+        "challengers never win.",
+        "model": "winners",
+        "given": [{"input": "ref('scores')", "rows": rows}],
+        "expect": {"rows": expect},
+    }
+
+
+def expected_winner(rows: list[dict], summary: SummaryModel) -> dict | None:
+    """The summary rule in Python: highest valid live champion score, ties to the priority."""
+    valid = [
+        r
+        for r in rows
+        if r["model_status"] == "live"
+        and r.get("role", "champion") == "champion"
+        and r["model_name"] in summary.priority
+        and r["score"] is not None
+        and not math.isnan(r["score"])
+    ]
+    if not valid:
+        return None
+    return min(
+        valid, key=lambda r: (-r["score"], summary.priority[r["model_name"]], r["model_name"])
+    )

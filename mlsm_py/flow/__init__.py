@@ -1,0 +1,1 @@
+"""The model lifecycle: train, gate, register, decide, write, build, publish."""

@@ -1,0 +1,169 @@
+"""Moving a model's champion by hand (`mlsm promote`, `mlsm rollback`) and reading the
+lifecycle back (`mlsm status`, `mlsm history`). A move is one transaction: the alias row and
+its audit row; the next `mlsm build` scores with the new champion, no retraining."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from mlsm_py.dbt import writer
+from mlsm_py.errors import MlsmError
+from mlsm_py.flow.compiled import definition_hash
+from mlsm_py.flow.lock import hold
+from mlsm_py.flow.session import Session, scored_fits, sync_files
+from mlsm_py.registry import store
+
+
+def _move(
+    s: Session,
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    to_fit: str,
+    d: store.Decision,
+    compared: dict | None,
+) -> None:
+    current = store.aliases(con, model)
+    with store.transaction(con):
+        store.record_decision(con, d, compared)
+        store.set_alias(con, model, store.CHAMPION, to_fit, s.actor, d.decision_id)
+        if current.get(store.CHALLENGER) == to_fit:
+            store.set_alias(con, model, store.CHALLENGER, None, s.actor, d.decision_id)
+
+
+def _proposal(con: duckdb.DuckDBPyConnection, model: str, fit_id: str) -> dict | None:
+    rows = [
+        r
+        for r in store.history(con, model)
+        if r["to_fit"] == fit_id and r["outcome"] in ("proposed", "kept", "challenger")
+    ]
+    return rows[0] if rows else None
+
+
+def promote(s: Session, model: str, fit_id: str | None = None) -> str:
+    m = s.defs.model(model)
+    with hold(s.project.warehouse, "promote"), s.registry() as con:
+        current = store.aliases(con, m.name)
+        target = fit_id or current.get(store.CHALLENGER)
+        if target is None:
+            raise MlsmError(f"model {m.name!r} has no challenger to promote; pass --fit ID")
+        row = store.get_fit(con, target)
+        if row is None or row["model_name"] != m.name:
+            raise MlsmError(f"fit {target!r} is not a registered fit of model {m.name!r}")
+        if not row["parity_passed"]:
+            raise MlsmError(f"fit {target} failed its parity gate and cannot be promoted")
+        if current.get(store.CHAMPION) == target:
+            raise MlsmError(f"fit {target} is already the champion of {m.name!r}")
+        basis = _proposal(con, m.name, target)
+        forced = fit_id is not None and fit_id != current.get(store.CHALLENGER)
+        compared = None
+        if basis is not None:
+            compared = {}
+            for r in basis["compared"]:
+                compared.setdefault(r["role"], {"fit_id": r["fit_id"]})[r["metric"]] = r["value"]
+            reason = (
+                f"applied by {s.actor}; as compared on {basis['decided_at']:%Y-%m-%d}: "
+                + basis["reason"]
+            )
+        else:
+            reason = f"forced by {s.actor}: no comparison on shared rows was recorded"
+        d = store.Decision(
+            m.name,
+            "promote",
+            s.actor,
+            "forced" if forced else "promoted",
+            reason,
+            from_fit=current.get(store.CHAMPION),
+            to_fit=target,
+            rule="manual",
+            eval_rows=basis["eval_rows"] if basis else None,
+            eval_from=basis["eval_from"] if basis else None,
+            eval_until=basis["eval_until"] if basis else None,
+        )
+        _move(s, con, m.name, target, d, compared)
+        sync_files(s, con)
+    return f"{m.name}: fit {target} is the champion (was {current.get(store.CHAMPION)})"
+
+
+def rollback(s: Session, model: str) -> str:
+    """Back to the champion before the current one: the `from_fit` of the decision that
+    installed the current champion."""
+    m = s.defs.model(model)
+    with hold(s.project.warehouse, "rollback"), s.registry() as con:
+        current = store.aliases(con, m.name).get(store.CHAMPION)
+        installed = store.installing_decision(con, m.name)
+        previous = installed["from_fit"] if installed else None
+        if current is None or previous is None:
+            raise MlsmError(f"model {m.name!r} has no previous champion to roll back to")
+        d = store.Decision(
+            m.name,
+            "rollback",
+            s.actor,
+            "rolled_back",
+            f"rolled back by {s.actor} to the champion before {current}",
+            from_fit=current,
+            to_fit=previous,
+            rule="manual",
+        )
+        _move(s, con, m.name, previous, d, None)
+        sync_files(s, con)
+    return f"{m.name}: fit {previous} is the champion again (was {current})"
+
+
+def status(s: Session) -> list[dict[str, Any]]:
+    """One row per defined model: what scores it in production and whether that is stale."""
+    if not s.project.warehouse.is_file():
+        raise MlsmError(f"warehouse {s.project.warehouse} does not exist yet; run `mlsm train`")
+    with s.registry() as con:
+        out = []
+        files = writer.render(s.defs, scored_fits(con, s.defs))
+        on_disk = writer.existing(s.project.dbt_dir)
+        files_stale = files != on_disk
+        for m in s.defs.models:
+            al = store.aliases(con, m.name)
+            champ = store.get_fit(con, al[store.CHAMPION]) if store.CHAMPION in al else None
+            metrics = store.fit_metrics(con, champ["fit_id"]) if champ else {}
+            last = store.last_decision(con, m.name)
+            stale = []
+            if champ is None:
+                stale.append("not trained: run `mlsm train " + m.name + "`")
+            else:
+                if champ["model_version"] != m.version:
+                    stale.append(
+                        f"champion is v{champ['model_version']}, definition is "
+                        f"v{m.version}: train it"
+                    )
+                elif champ["definition_hash"] != definition_hash(m):
+                    stale.append("definition changed since the champion was trained: train it")
+            if files_stale:
+                stale.append(
+                    "generated dbt files differ from the registry: `mlsm build` rewrites them"
+                )
+            out.append(
+                {
+                    "model": m.name,
+                    "version": m.version,
+                    "status": m.status,
+                    "champion": al.get(store.CHAMPION),
+                    "challengers": [al[store.CHALLENGER]] if store.CHALLENGER in al else [],
+                    "trained_at": champ["trained_at"].isoformat() if champ else None,
+                    "route": champ["route"] if champ else None,
+                    "parity_max_abs_diff": champ["parity_max_abs_diff"] if champ else None,
+                    "metrics": metrics,
+                    "last_decision": (
+                        f"{last['outcome']} ({last['action']}, {last['decided_at']:%Y-%m-%d %H:%M}"
+                        f" by {last['actor']})"
+                        if last
+                        else None
+                    ),
+                    "stale": stale,
+                }
+            )
+    return out
+
+
+def history(s: Session, model: str) -> list[dict[str, Any]]:
+    m = s.defs.model(model)
+    with s.registry() as con:
+        return store.history(con, m.name)

@@ -1,0 +1,152 @@
+"""`mlsm build`: score the data with the registered champions and challengers (no training),
+check, and publish. Publication is one DuckDB transaction: the published tables, a retrain's
+pending aliases and decisions, and the publication log row commit together or not at all."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from mlsm_py.dbt import runner
+from mlsm_py.errors import BuildError, MlsmError
+from mlsm_py.flow.lock import hold
+from mlsm_py.flow.session import Session, sync_files
+from mlsm_py.registry import store
+
+AUDIT = "audit"
+PUBLISHED = "published"
+PUBLISHED_TABLES = ("scores", "winners")
+
+
+def build_features(s: Session) -> runner.BuildOutcome:
+    """Staging, features and the input checks on them (data checker 1)."""
+    relations = sorted({m.features for m in s.defs.models})
+    return runner.build(s.dbt, [f"+{r}" for r in relations])
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    q = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
+    return bool(con.execute(q, [schema, name]).fetchone()[0])
+
+
+def _as_of(con: duckdb.DuckDBPyConnection, s: Session) -> Any:
+    newest = []
+    for m in s.defs.models:
+        q = exp.select(exp.Max(this=exp.column(m.split.column, quoted=True))).from_(
+            exp.to_table(m.features)
+        )
+        newest.append(con.execute(q.sql("duckdb")).fetchone()[0])
+    newest = [n for n in newest if n is not None]
+    return max(newest) if newest else None
+
+
+def publish(
+    con: duckdb.DuckDBPyConnection, s: Session, run_id: str, command: str, started: Any
+) -> dict:
+    """Replace the published tables from the audited ones, apply the run's pending registry
+    changes and log the build: one transaction."""
+    key = s.defs.models[0].key
+    as_of = _as_of(con, s)
+    k = exp.column(key, quoted=True).sql("duckdb")
+    with store.transaction(con):
+        applied = store.apply_pending(con, run_id, s.actor)
+        con.execute(f"create schema if not exists {PUBLISHED}")
+        scored = con.execute(f"select count(distinct {k}) from {AUDIT}.scores").fetchone()[0]
+        if _table_exists(con, PUBLISHED, "scores"):
+            new = con.execute(
+                f"select count(distinct {k}) from {AUDIT}.scores where {k} not in "
+                f"(select {k} from {PUBLISHED}.scores)"
+            ).fetchone()[0]
+        else:
+            new = scored
+        for name in PUBLISHED_TABLES:
+            if _table_exists(con, AUDIT, name):
+                con.execute(
+                    f"create or replace table {PUBLISHED}.{name} as select * from {AUDIT}.{name}"
+                )
+        row = {
+            "run_id": run_id,
+            "command": command,
+            "actor": s.actor,
+            "started_at": started,
+            "finished_at": store.now(),
+            "status": "published",
+            "as_of": as_of,
+            "rows_scored": scored,
+            "rows_new": new,
+            "failed_checks": None,
+            "message": f"{applied} alias changes applied" if applied else None,
+        }
+        store.record_build(con, row)
+    return row
+
+
+def record_failure(s: Session, run_id: str, command: str, started: Any, err: Exception) -> None:
+    failed = getattr(err, "failures", None)
+    with s.registry() as con:
+        store.record_build(
+            con,
+            {
+                "run_id": run_id,
+                "command": command,
+                "actor": s.actor,
+                "started_at": started,
+                "finished_at": store.now(),
+                "status": "failed",
+                "as_of": None,
+                "rows_scored": None,
+                "rows_new": None,
+                "failed_checks": "\n".join(failed) if failed else None,
+                "message": str(err).splitlines()[0][:500],
+            },
+        )
+
+
+def build(s: Session, run_id: str | None = None, command: str = "build") -> dict:
+    """dbt build of the whole project, then publication. `run_id`: a retrain's run whose
+    pending aliases the build scores and, if it publishes, applies."""
+    started = store.now()
+    own_run = run_id is None
+    run_id = run_id or store.new_id()
+    if own_run:
+        with s.registry() as con:
+            store.discard_pending(con)  # left by a killed retrain; the lock says none runs
+            for line in sync_files(s, con):
+                s.say(f"      {line} (rewritten from the registry)")
+            if not store.aliases(con):
+                raise MlsmError("no model has been trained in this warehouse; run `mlsm train`")
+    t0 = time.perf_counter()
+    try:
+        outcome = runner.build(s.dbt, variables={"mlsm_run_id": run_id})
+    except BuildError as e:
+        record_failure(s, run_id, command, started, e)
+        raise
+    dbt_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    with s.registry() as con:
+        row = publish(con, s, run_id, command, started)
+    row["dbt_seconds"] = dbt_s
+    row["publish_seconds"] = time.perf_counter() - t1
+    row["dbt_summary"] = outcome.summary()
+    return row
+
+
+def run_build(s: Session) -> dict:
+    """The `mlsm build` verb: under the warehouse lock, with progress output."""
+    with hold(s.project.warehouse, "build"):
+        s.say(
+            "[1/2] dbt build: staging -> features -> input checks -> scores -> winners -> "
+            "score checks"
+        )
+        row = build(s)
+        s.say(f"      dbt: {row['dbt_summary']} ({row['dbt_seconds']:.1f} s)")
+        s.say(
+            f"[2/2] published run {row['run_id']}: {row['rows_scored']:,} records scored "
+            f"({row['rows_new']:,} new), data as of {row['as_of']:%Y-%m-%d %H:%M}"
+            if row["as_of"]
+            else f"[2/2] published run {row['run_id']}"
+        )
+    return row

@@ -1,0 +1,170 @@
+"""One fit, compiled once: route, fit id, the SQL it computes, its artifact and its parity
+report. The same value goes to the registry and, from there, to the dbt writer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mlsm_py.compile.assemblers import Assembled, assemble
+from mlsm_py.compile.emitter import SqlEmitter
+from mlsm_py.compile.parity import ParityReport, check_parity, gate
+from mlsm_py.compile.parity_python import check_parity_python
+from mlsm_py.compile.path import choose_path
+from mlsm_py.errors import SpecError, UnsupportedError
+from mlsm_py.registry import artifacts
+from mlsm_py.spec import Model
+from mlsm_py.train.trainer import Fit
+
+# Stand-ins the writer replaces: the relation scored, and the fit id (which is a hash of the
+# SQL, so it cannot appear in what it hashes).
+RELATION = "MLSM_SOURCE_RELATION_PLACEHOLDER"
+FIT_ID = "MLSM_FIT_ID_PLACEHOLDER"
+
+
+@dataclass
+class Compiled:
+    fit: Fit
+    fit_id: str
+    route: str  # "sql" or "python"
+    route_reason: str
+    assembled: Assembled | None
+    template: str  # the dbt model body with RELATION left in; the fit id filled in
+    scoring_sql: str | None  # plain SQL over the feature relation (None: SQL cannot express it)
+    artifact: bytes
+    artifact_sha256: str
+    parity: ParityReport | None = None
+
+    @property
+    def outputs(self) -> list[dict]:
+        role = {"classifier": "probability", "decision": "decision", "regressor": "prediction"}
+        return [{"name": "score", "role": role[self.fit.task], "type": "double"}]
+
+
+def jinja_inert(text: str) -> str:
+    """Make text that dbt's Jinja would evaluate render literally: every brace becomes a Jinja
+    expression printing that brace, so no `{{`, `{%` or `{#` survives."""
+    return re.sub(r"[{}]", lambda m: "{{ '" + m.group(0) + "' }}", text)
+
+
+def _route(m: Model, estimator: Any) -> tuple[str, str, Assembled | None]:
+    try:
+        assembled = assemble(estimator)
+    except UnsupportedError as e:
+        if m.scoring_path == "sql":
+            raise
+        return "python", f"SQL cannot express it: {e}", None
+    if m.scoring_path != "auto":
+        return m.scoring_path, "declared in the model definition", assembled
+    choice = choose_path(estimator, assembled)
+    return choice.path, choice.reason, assembled
+
+
+def canonical(value: Any) -> Any:
+    """Estimator parameters as plain JSON values, for hashing what a definition asks for."""
+    if hasattr(value, "get_params"):
+        params = value.get_params(deep=False)
+        cls = f"{type(value).__module__}.{type(value).__qualname__}"
+        return {"class": cls, **{k: canonical(v) for k, v in sorted(params.items())}}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
+
+
+def definition_hash(m: Model) -> str:
+    """What training depends on: a change here makes the champion stale. Status, population
+    and the promotion rule act at build or decision time and are not part of it."""
+    doc = {
+        "name": m.name,
+        "version": m.version,
+        "features": m.features,
+        "key": m.key,
+        "target": m.target,
+        "fields": [f.__dict__ for f in m.fields],
+        "split": m.split.__dict__,
+        "estimator": canonical(m.estimator),
+        "scoring_path": m.scoring_path,
+    }
+    text = json.dumps(doc, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def compile_fit(fit: Fit, con: Any) -> Compiled:
+    """Route, compile and parity-gate one fit on `con` (a DuckDB connection to the warehouse).
+    Raises ParityError naming the model when the compiled model disagrees with the library."""
+    m = fit.model
+    route, reason, assembled = _route(m, fit.estimator)
+    data, sha = artifacts.dumps(fit.estimator)
+    scoring_sql = None
+    if assembled is not None:
+        body = SqlEmitter("duckdb").render(
+            assembled,
+            RELATION,
+            m.key,
+            {"fit_id": FIT_ID, "model_name": m.name, "model_version": m.version},
+        )
+        fit_id = _digest(m, "sql", body)
+        scoring_sql = body.replace(FIT_ID, fit_id).replace(RELATION, m.features)
+        report = (
+            check_parity(fit.estimator, con, fit.holdout.X, assembled=assembled)
+            if route == "sql"
+            else check_parity_python(fit.estimator, con, fit.holdout.X)
+        )
+    else:
+        # No SQL to hash: the fit is what the definition asked for, fitted on these rows.
+        text = json.dumps(canonical(fit.estimator.get_params(deep=False)), sort_keys=True)
+        fit_id = _digest(m, "python", f"{text}\n{fit.data_hash}")
+        report = check_parity_python(fit.estimator, con, fit.holdout.X)
+    gate(m.name, m.version, report)
+    if route == "sql":
+        assert scoring_sql is not None
+        template = jinja_inert(body.replace(FIT_ID, fit_id))
+        if template.count(RELATION) != 1:
+            raise SpecError(
+                f"model {m.name!r}: a column name or category level contains the reserved "
+                f"text {RELATION!r}"
+            )
+    else:
+        template = python_model_source(m, fit_id)
+    return Compiled(fit, fit_id, route, reason, assembled, template, scoring_sql, data, sha, report)
+
+
+def _digest(m: Model, kind: str, text: str) -> str:
+    return hashlib.sha256(f"{m.name}\n{m.version}\n{kind}\n{text}".encode()).hexdigest()[:16]
+
+
+def python_model_source(m: Model, fit_id: str) -> str:
+    """A dbt Python model scoring the relation with the registered artifact. dbt does not
+    render Python models with Jinja; every value is written with repr(). The artifact's path
+    and sha256 come from the registry at build time, so this file depends on the fit only."""
+    return "\n".join(
+        [
+            "from mlsm_py.dbt.python_model import score_model",
+            "",
+            f"FIT_ID = {fit_id!r}",
+            "",
+            "",
+            "def model(dbt, session):",
+            '    dbt.config(materialized="table")',
+            f"    relation = {RELATION}",
+            "    return score_model(",
+            "        session,",
+            "        relation,",
+            "        fit_id=FIT_ID,",
+            f"        key={m.key!r},",
+            f"        constants={{'fit_id': FIT_ID, 'model_name': {m.name!r}, "
+            f"'model_version': {m.version!r}}},",
+            "    )",
+        ]
+    )

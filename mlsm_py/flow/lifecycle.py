@@ -1,0 +1,320 @@
+"""Training and the factory run: `mlsm train` registers fits; `mlsm retrain` trains a
+challenger per live model, judges it against the champion on the same newest matured rows,
+and promotes, keeps or proposes -- all of it taking effect only if the build publishes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import duckdb
+
+from mlsm_py.errors import MlsmError, ParityError
+from mlsm_py.estimator import score_vector
+from mlsm_py.flow import build as build_flow
+from mlsm_py.flow.compiled import Compiled, compile_fit
+from mlsm_py.flow.lock import hold
+from mlsm_py.flow.session import Session, register, sync_files
+from mlsm_py.registry import artifacts, store
+from mlsm_py.spec import Model
+from mlsm_py.train.metrics import evaluate
+from mlsm_py.train.promotion import judge
+from mlsm_py.train.trainer import Fit, train
+
+
+def _fit_and_compile(s: Session, con: duckdb.DuckDBPyConnection, m: Model) -> Compiled:
+    fit = train(con, m)
+    s.say(
+        f"  {m.name} v{m.version}: {fit.train_rows:,} train / {len(fit.holdout.X):,} holdout "
+        f"rows ({fit.immature_rows:,} newest without a matured label left out); "
+        + _metrics_text(fit.metrics)
+    )
+    c = compile_fit(fit, con)
+    s.say(
+        f"  {m.name}: fit {c.fit_id}, {c.route} route; parity over {c.parity.rows_checked:,} "
+        f"rows, max |diff| {c.parity.max_abs_diff:.2e}"
+    )
+    return c
+
+
+def _metrics_text(metrics: dict) -> str:
+    if "roc_auc" in metrics:
+        return (
+            f"ROC AUC {metrics['roc_auc']:.4f}, top-10% capture {metrics['top_decile_capture']:.1%}"
+        )
+    return f"RMSE {metrics['rmse']:.4g}, MAE {metrics['mae']:.4g}"
+
+
+def _models(s: Session, names: Sequence[str]) -> list[Model]:
+    return [s.defs.model(n) for n in names] if names else list(s.defs.models)
+
+
+def run_train(s: Session, names: Sequence[str] = ()) -> list[str]:
+    """Fit, gate and register; the first fit of a model becomes its champion, later fits its
+    challenger. Writes the generated dbt files; scores nothing (`mlsm build` does)."""
+    models = _models(s, names)
+    with hold(s.project.warehouse, "train"):
+        with s.registry() as con:
+            sync_files(s, con)
+        s.say("[1/3] dbt build: staging -> features -> input checks")
+        build_flow.build_features(s)
+        s.say(f"[2/3] training {len(models)} model(s) on matured labels; parity gate")
+        with s.registry() as con:
+            compiled = [_fit_and_compile(s, con, m) for m in models]
+            lines = []
+            with store.transaction(con):
+                for c in compiled:
+                    lines.append(_register_trained(s, con, c))
+            s.say("[3/3] registered:")
+            for line in lines:
+                s.say(f"      {line}")
+            for line in sync_files(s, con):
+                s.say(f"      {line}")
+    return lines
+
+
+def _register_trained(s: Session, con: duckdb.DuckDBPyConnection, c: Compiled) -> str:
+    m = c.fit.model
+    current = store.aliases(con, m.name)
+    if c.fit_id in current.values():
+        which = [a for a, f in current.items() if f == c.fit_id][0]
+        return f"{m.name}: fit {c.fit_id} is already the {which} (same data, same definition)"
+    register(s, con, c)
+    if store.CHAMPION not in current:
+        d = store.Decision(
+            m.name,
+            "first_fit",
+            s.actor,
+            "promoted",
+            "first fit of the model",
+            to_fit=c.fit_id,
+            rule="the first fit of a model becomes its champion",
+            eval_rows=len(c.fit.holdout.X),
+            eval_from=c.fit.holdout.bounds.holdout_from,
+            eval_until=c.fit.holdout.bounds.matured_until,
+        )
+        store.record_decision(con, d, {"challenger": {"fit_id": c.fit_id, **c.fit.metrics}})
+        store.set_alias(con, m.name, store.CHAMPION, c.fit_id, s.actor, d.decision_id)
+        return f"{m.name}: fit {c.fit_id} is the champion (first fit)"
+    d = store.Decision(
+        m.name,
+        "train",
+        s.actor,
+        "challenger",
+        "registered as challenger; `mlsm retrain` or `mlsm promote` decides",
+        from_fit=current[store.CHAMPION],
+        to_fit=c.fit_id,
+    )
+    store.record_decision(con, d, {"challenger": {"fit_id": c.fit_id, **c.fit.metrics}})
+    store.set_alias(con, m.name, store.CHALLENGER, c.fit_id, s.actor, d.decision_id)
+    return f"{m.name}: fit {c.fit_id} is the challenger (champion {current[store.CHAMPION]})"
+
+
+@dataclass
+class Outcome:
+    model: str
+    outcome: str  # promoted | kept | proposed | refused | first
+    reason: str
+    champion_fit: str | None
+    challenger_fit: str | None
+    metric: str = ""
+    old: float = math.nan
+    new: float = math.nan
+    compared: dict = field(default_factory=dict)
+
+
+def champion_metrics(
+    s: Session, con: duckdb.DuckDBPyConnection, fit: Fit, champion_id: str
+) -> dict[str, float]:
+    """The champion re-scored on the challenger's holdout rows, never its own old numbers."""
+    row = store.get_fit(con, champion_id)
+    assert row is not None
+    est = artifacts.load(
+        artifacts.resolve(s.project.warehouse, row["artifact_path"]), row["artifact_sha256"]
+    )
+    return evaluate(fit.holdout.y, score_vector(est, fit.holdout.X), fit.task)
+
+
+def _decide(s: Session, con: duckdb.DuckDBPyConnection, c: Compiled, propose: bool) -> Outcome:
+    m = c.fit.model
+    current = store.aliases(con, m.name)
+    champ = current.get(store.CHAMPION)
+    rule = m.promotion
+    if champ is None:
+        return Outcome(
+            m.name,
+            "first",
+            "first fit of the model",
+            None,
+            c.fit_id,
+            compared={"challenger": {"fit_id": c.fit_id, **c.fit.metrics}},
+        )
+    if champ == c.fit_id:
+        return Outcome(
+            m.name,
+            "kept",
+            "the new fit is identical to the champion (same data, same definition)",
+            champ,
+            None,
+        )
+    old = champion_metrics(s, con, c.fit, champ)
+    verdict = judge(m.name, rule, old, c.fit.metrics)
+    outcome = ("proposed" if propose else "promoted") if verdict.promote else "kept"
+    return Outcome(
+        m.name,
+        outcome,
+        verdict.reason,
+        champ,
+        c.fit_id,
+        rule.metric,
+        old[rule.metric],
+        c.fit.metrics[rule.metric],
+        {"champion": {"fit_id": champ, **old}, "challenger": {"fit_id": c.fit_id, **c.fit.metrics}},
+    )
+
+
+def _decision(s: Session, c: Compiled, o: Outcome, run_id: str) -> store.Decision:
+    m = c.fit.model
+    first = o.outcome == "first"
+    b = c.fit.holdout.bounds
+    return store.Decision(
+        m.name,
+        "first_fit" if first else "retrain",
+        s.actor,
+        "promoted" if first else o.outcome,
+        o.reason,
+        from_fit=o.champion_fit,
+        to_fit=c.fit_id,
+        rule="the first fit of a model becomes its champion" if first else m.promotion.describe(),
+        eval_rows=len(c.fit.holdout.X),
+        eval_from=b.holdout_from,
+        eval_until=b.matured_until,
+        run_id=run_id,
+    )
+
+
+def run_retrain(s: Session, propose: bool = False, names: Sequence[str] = ()) -> list[Outcome]:
+    """The factory run, all-or-nothing: a failing input check, parity gate, dbt build or a
+    kill leaves aliases and published tables as they were (and the generated files are
+    rewritten from the registry by the next mlsm command if a kill left them behind)."""
+    live = [m for m in _models(s, names) if m.status == "live"]
+    if not live:
+        raise MlsmError("no live model to retrain (drafts are trained with `mlsm train`)")
+    run_id = store.new_id()
+    with hold(s.project.warehouse, "retrain"):
+        with s.registry() as con:
+            store.discard_pending(con)  # a killed run's leftovers; the lock says none runs
+            for line in sync_files(s, con):
+                s.say(f"      {line} (rewritten from the registry)")
+        s.say("[1/5] input checks: dbt build staging -> features -> checks")
+        build_flow.build_features(s)
+        s.say(f"[2/5] training {len(live)} challenger(s) on matured labels; parity gate")
+        with s.registry() as con:
+            compiled = []
+            for m in live:
+                try:
+                    compiled.append(_fit_and_compile(s, con, m))
+                except ParityError as e:
+                    _refuse(s, con, m.name, str(e), run_id)
+                    raise
+            s.say("[3/5] champion vs challenger on the same newest matured rows")
+            outcomes = [_decide(s, con, c, propose) for c in compiled]
+            for o in outcomes:
+                s.say(f"  {o.model}: {o.outcome}: {o.reason}")
+            overlay = _stage(s, con, compiled, outcomes, run_id, propose)
+        if propose:
+            s.say("[4/5] proposals written (nothing promoted):")
+            with s.registry() as con:
+                for line in sync_files(s, con):
+                    s.say(f"      {line}")
+            s.say("[5/5] review the diff, then `mlsm promote MODEL` applies a proposal")
+            return outcomes
+        s.say("[4/5] generated dbt files for the new champions and challengers")
+        with s.registry() as con:
+            for line in sync_files(s, con, overlay):
+                s.say(f"      {line}")
+        s.say("[5/5] dbt build: scores -> winners -> score checks -> publish")
+        try:
+            row = build_flow.build(s, run_id, "retrain")
+        except BaseException as e:
+            with s.registry() as con:
+                with store.transaction(con):
+                    store.discard_pending(con, run_id)
+                for c, o in zip(compiled, outcomes, strict=True):
+                    if o.challenger_fit is not None:
+                        _refuse(
+                            s,
+                            con,
+                            o.model,
+                            f"build failed: {str(e).splitlines()[0]}",
+                            run_id,
+                            o.champion_fit,
+                            c.fit_id,
+                        )
+                sync_files(s, con)
+            raise
+        s.say(
+            f"      dbt: {row['dbt_summary']}; published run {run_id}: "
+            f"{row['rows_scored']:,} records scored"
+        )
+    return outcomes
+
+
+def _refuse(
+    s: Session,
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    reason: str,
+    run_id: str,
+    champion: str | None = None,
+    challenger: str | None = None,
+) -> None:
+    champion = champion or store.aliases(con, model).get(store.CHAMPION)
+    d = store.Decision(
+        model,
+        "retrain",
+        s.actor,
+        "refused",
+        reason[:2000],
+        from_fit=champion,
+        to_fit=challenger,
+        run_id=run_id,
+    )
+    with store.transaction(con):
+        store.record_decision(con, d)
+
+
+def _stage(
+    s: Session,
+    con: duckdb.DuckDBPyConnection,
+    compiled: list[Compiled],
+    outcomes: list[Outcome],
+    run_id: str,
+    propose: bool,
+) -> dict:
+    """Register the fits and stage the aliases and decisions: pending until the build
+    publishes, or at once for proposals (which promote nothing)."""
+    overlay: dict = {}
+    with store.transaction(con):
+        for c, o in zip(compiled, outcomes, strict=True):
+            if o.challenger_fit is None:
+                continue
+            register(s, con, c)
+            d = _decision(s, c, o, run_id)
+            promote = o.outcome in ("first", "promoted")
+            changes = (
+                {store.CHAMPION: c.fit_id, store.CHALLENGER: None}
+                if promote
+                else {store.CHALLENGER: c.fit_id}
+            )
+            if propose:
+                store.record_decision(con, d, o.compared)
+                for alias, fit_id in changes.items():
+                    store.set_alias(con, o.model, alias, fit_id, s.actor, d.decision_id)
+                continue
+            store.record_decision(con, d, o.compared, pending=True)
+            for alias, fit_id in changes.items():
+                store.add_pending(con, run_id, o.model, alias, fit_id, d.decision_id)
+                overlay[(o.model, alias)] = fit_id
+    return overlay

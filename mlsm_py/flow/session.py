@@ -1,0 +1,131 @@
+"""What every lifecycle step shares: the project, how to talk to the user, the registry
+connection, and the generated dbt files rendered from the registry."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import duckdb
+
+from mlsm_py.dbt import writer
+from mlsm_py.dbt.runner import DbtContext
+from mlsm_py.project import Project
+from mlsm_py.registry import store
+from mlsm_py.spec import Definitions
+
+
+def default_actor() -> str:
+    return os.environ.get("MLSM_ACTOR") or getpass.getuser() or "unknown"
+
+
+@dataclass
+class Session:
+    project: Project
+    say: Callable[[str], None] = print
+    actor: str = field(default_factory=default_actor)
+    verbose: bool = False
+
+    @property
+    def defs(self) -> Definitions:
+        return self.project.definitions
+
+    @property
+    def dbt(self) -> DbtContext:
+        p = self.project
+        return DbtContext(p.dbt_dir, p.warehouse, p.dbt_target, p.logs_dir, self.verbose)
+
+    @contextlib.contextmanager
+    def registry(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        # Short-lived: dbt opens the warehouse itself, and DuckDB admits one writer process.
+        con = store.connect(self.project.warehouse)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+Overlay = Mapping[tuple[str, str], str | None]  # (model, alias) -> fit id, None: no such alias
+
+
+def scored_fits(
+    con: duckdb.DuckDBPyConnection, defs: Definitions, overlay: Overlay | None = None
+) -> list[writer.Scored]:
+    """The fits a build scores: every defined model's champion and challenger, as registered
+    (or as a running retrain would leave them: `overlay`)."""
+    current = store.aliases(con)
+    out = []
+    for m in defs.models:
+        for alias in (store.CHAMPION, store.CHALLENGER):
+            fit_id = current.get(m.name, {}).get(alias)
+            if overlay is not None and (m.name, alias) in overlay:
+                fit_id = overlay[(m.name, alias)]
+            if fit_id is None:
+                continue
+            row = store.get_fit(con, fit_id)
+            assert row is not None, f"alias {m.name}/{alias} points at unknown fit {fit_id}"
+            out.append(writer.Scored(m, alias, row))
+    return out
+
+
+def sync_files(
+    s: Session, con: duckdb.DuckDBPyConnection, overlay: Overlay | None = None
+) -> list[str]:
+    """Render the generated dbt files from the registry and write what differs."""
+    files = writer.render(s.defs, scored_fits(con, s.defs, overlay))
+    return writer.write(s.project.dbt_dir, files)
+
+
+def fit_row(c, actor: str, artifact_rel: str) -> dict:  # c: flow.compiled.Compiled
+    from mlsm_py.flow.compiled import definition_hash
+
+    f = c.fit
+    b = f.holdout.bounds
+    report = c.parity
+    return {
+        "fit_id": c.fit_id,
+        "model_name": f.model.name,
+        "model_version": f.model.version,
+        "task": f.task,
+        "outputs": json.dumps(c.outputs),
+        "estimator": f.estimator_name,
+        "route": c.route,
+        "route_reason": c.route_reason,
+        "trained_at": store.now(),
+        "trained_by": actor,
+        "train_rows": f.train_rows,
+        "holdout_rows": len(f.holdout.X),
+        "immature_rows": f.immature_rows,
+        "data_hash": f.data_hash,
+        "definition_hash": definition_hash(f.model),
+        "as_of": b.as_of,
+        "matured_until": b.matured_until,
+        "holdout_from": b.holdout_from,
+        "train_before": b.train_before,
+        "scoring_sql": c.scoring_sql,
+        "dbt_sql": c.template,
+        "dbt_sql_sha256": writer.sha256(c.template),
+        "artifact_path": artifact_rel,
+        "artifact_sha256": c.artifact_sha256,
+        "parity_rows_checked": report.rows_checked,
+        "parity_max_abs_diff": report.max_abs_diff,
+        "parity_tolerance": report.tolerance,
+        "parity_passed": report.passed,
+        "parity": json.dumps(report.to_dict(), sort_keys=True, default=repr),
+    }
+
+
+def register(s: Session, con: duckdb.DuckDBPyConnection, c) -> bool:
+    """Store the artifact and insert the fit row, unless the fit is registered already.
+    Call inside a transaction. Returns whether a row was added."""
+    from mlsm_py.registry import artifacts
+
+    if store.get_fit(con, c.fit_id) is not None:
+        return False
+    rel = artifacts.store(c.artifact, c.artifact_sha256, s.project.warehouse)
+    store.insert_fit(con, fit_row(c, s.actor, rel), c.fit.metrics)
+    return True

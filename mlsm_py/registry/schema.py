@@ -1,0 +1,129 @@
+"""The registry's tables in the warehouse (schema mlsm_registry), declared as a dbt source.
+
+fits            one row per registered fit: what it computes (the SQL), where its artifact is,
+                its split bounds and parity result
+fit_metrics     the fit's metrics on its own holdout, one row per metric
+aliases         champion / challenger per model; exactly one champion per trained model
+decisions       the audit trail: every promotion, refusal, rollback and forced change
+decision_metrics the metrics both fits were compared on, on the same rows, one row per metric
+builds          the publication log: one row per build, published or failed
+pending         aliases a running `mlsm retrain` applies when (and only if) it publishes
+
+No primary keys: DuckDB checks them eagerly inside a transaction (a delete followed by an
+insert of the same key fails), and the rules are kept by the code that writes the rows and
+checked by tests on the source.
+"""
+
+from __future__ import annotations
+
+SCHEMA = "mlsm_registry"
+
+TABLES = {
+    "fits": """
+        fit_id varchar not null,
+        model_name varchar not null,
+        model_version integer not null,
+        task varchar not null,
+        outputs varchar not null,
+        estimator varchar not null,
+        route varchar not null,
+        route_reason varchar,
+        trained_at timestamptz not null,
+        trained_by varchar not null,
+        train_rows bigint not null,
+        holdout_rows bigint not null,
+        immature_rows bigint not null,
+        data_hash varchar not null,
+        definition_hash varchar not null,
+        as_of timestamp,
+        matured_until timestamp,
+        holdout_from timestamp,
+        train_before timestamp,
+        scoring_sql varchar,
+        dbt_sql varchar not null,
+        dbt_sql_sha256 varchar not null,
+        artifact_path varchar not null,
+        artifact_sha256 varchar not null,
+        parity_rows_checked bigint not null,
+        parity_max_abs_diff double,
+        parity_tolerance double not null,
+        parity_passed boolean not null,
+        parity varchar not null
+    """,
+    "fit_metrics": """
+        fit_id varchar not null,
+        metric varchar not null,
+        value double
+    """,
+    "aliases": """
+        model_name varchar not null,
+        alias varchar not null,
+        fit_id varchar not null,
+        since timestamptz not null,
+        set_by varchar not null,
+        decision_id varchar
+    """,
+    "decisions": """
+        decision_id varchar not null,
+        decided_at timestamptz not null,
+        model_name varchar not null,
+        action varchar not null,
+        actor varchar not null,
+        from_fit varchar,
+        to_fit varchar,
+        rule varchar,
+        outcome varchar not null,
+        reason varchar not null,
+        eval_rows bigint,
+        eval_from timestamp,
+        eval_until timestamp,
+        run_id varchar
+    """,
+    "decision_metrics": """
+        decision_id varchar not null,
+        fit_id varchar not null,
+        role varchar not null,
+        metric varchar not null,
+        value double
+    """,
+    "builds": """
+        run_id varchar not null,
+        command varchar not null,
+        actor varchar not null,
+        started_at timestamptz not null,
+        finished_at timestamptz,
+        status varchar not null,
+        as_of timestamp,
+        rows_scored bigint,
+        rows_new bigint,
+        failed_checks varchar,
+        message varchar
+    """,
+    "pending": """
+        run_id varchar not null,
+        model_name varchar not null,
+        alias varchar not null,
+        fit_id varchar,
+        decision_id varchar
+    """,
+}
+# Same columns as decisions: a retrain's decisions wait here until its build publishes.
+TABLES["pending_decisions"] = TABLES["decisions"]
+
+DESCRIPTIONS = {
+    "fits": "One row per registered fit: the SQL it computes, its artifact, bounds and parity.",
+    "fit_metrics": "Each fit's metrics on its own holdout, one row per metric.",
+    "aliases": "Champion and challenger per model; exactly one champion per trained model.",
+    "decisions": "Audit trail: every promotion, refusal, rollback and forced change.",
+    "decision_metrics": "The metrics of both fits a decision compared, on the same rows.",
+    "builds": "Publication log: one row per build, published or failed.",
+    "pending": "Aliases a running retrain applies when it publishes (empty between runs).",
+    "pending_decisions": "Decisions a running retrain records when it publishes.",
+}
+
+
+def ddl() -> list[str]:
+    out = [f"create schema if not exists {SCHEMA}"]
+    for name, cols in TABLES.items():
+        out.append(f"create table if not exists {SCHEMA}.{name} ({cols.strip()})")
+    return out
