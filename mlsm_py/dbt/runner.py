@@ -73,7 +73,7 @@ def run(ctx: DbtContext, args: list[str], variables: dict | None = None) -> Buil
     if ctx.log_dir is not None:
         flags += ["--log-path", str(ctx.log_dir)]
     if not ctx.verbose:
-        flags += ["--log-level", "none"]
+        flags += ["--log-level", "none", "--log-level-file", "info"]
     if ctx.target:
         common += ["--target", ctx.target]
     runner = dbtRunner()
