@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import ibis
 import lightgbm
 import numpy as np
 import pyarrow as pa
@@ -67,11 +66,12 @@ from sqlglot import exp
 
 from mlsm_py.compile import ast, layout
 from mlsm_py.compile.assemblers import Assembled, assemble
-from mlsm_py.compile.emitter import REUSE_PREFIX, SqlEmitter, _Column, _State
+from mlsm_py.compile.emitter import SqlEmitter
 from mlsm_py.compile.layout import Layout
+from mlsm_py.estimator import input_types, score_vector
 from mlsm_py.frames import model_frame
 from mlsm_py.spec import Model
-from mlsm_py.train.trainer import input_types, scores_of, train
+from mlsm_py.train.trainer import train
 from models_py.leads import forest
 
 FEATURES = st.FEATURES
@@ -101,10 +101,26 @@ def _is_tree(node: ast.Expr) -> bool:
     return isinstance(node, ast.IdExpr) and node.to_reuse and isinstance(node.expr, ast.IfExpr)
 
 
+# `state` below is the emitter's own per-statement state, handed back to it untouched.
+class _Rendered(ast.Expr):
+    """SQL already rendered, as an AST node: lets RunningSumEmitter make a shared column of a
+    partial sum through the emitter's own `_share`."""
+
+    output_size = 1
+
+    def __init__(self, sql: exp.Expression):
+        self.sql = sql
+
+
 class RunningSumEmitter(SqlEmitter):
     """s_1 = t_1 + ... + t_32, s_2 = s_1 + t_33 + ..., each s_j a column of its own CTE."""
 
-    def _sum(self, terms: list[ast.Expr], state: _State) -> exp.Expression:
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Shared columns are keyed by id(node): the nodes must outlive the render.
+        self._partials: list[_Rendered] = []
+
+    def _sum(self, terms: list[ast.Expr], state: Any) -> exp.Expression:
         sqls = self._sum_terms(terms, state)
         size = layout.SUM_CHUNK
         if len(sqls) <= size:
@@ -112,36 +128,34 @@ class RunningSumEmitter(SqlEmitter):
         acc: exp.Expression | None = None
         for i in range(0, len(sqls), size):
             part = ([acc] if acc is not None else []) + sqls[i : i + size]
-            acc = self._col(self._column(self._add_all(part), state))
+            node = _Rendered(self._add_all(part))
+            self._partials.append(node)
+            acc = self._share(node, node, state)
         assert acc is not None
         return acc
 
-    def _column(self, sql: exp.Expression, state: _State) -> str:
-        name = f"{REUSE_PREFIX}{len(state.order)}"
-        col = _Column(name, self._level(sql, state), sql)
-        state.levels[name] = col.level
-        state.order.append(col)
-        return name
+    def visit__Rendered(self, node: _Rendered, state: Any) -> exp.Expression:
+        return node.sql
 
 
 class ArithEmitter(SqlEmitter):
     """A tree as t * v(left) + (1 - t) * v(right), t = coalesce(CAST(test AS INTEGER), 0).
     Exact: t is 0 or 1, so each product is exactly a leaf value or zero."""
 
-    def visit_IdExpr(self, node: ast.IdExpr, state: _State) -> exp.Expression:
+    def visit_IdExpr(self, node: ast.IdExpr, state: Any) -> exp.Expression:
         if _is_tree(node):
             return self._share(node, _ArithTree(node.expr), state)
         return super().visit_IdExpr(node, state)
 
-    def _bit(self, node: ast.IfExpr, state: _State) -> tuple[exp.Expression, ast.Expr, ast.Expr]:
+    def _bit(self, node: ast.IfExpr, state: Any) -> tuple[exp.Expression, ast.Expr, ast.Expr]:
         test, then, other = self._oriented(node, state)
         as_int = exp.cast(test, exp.DataType.build("int"))
         return exp.func("coalesce", as_int, exp.Literal.number(0)), then, other
 
-    def visit__ArithTree(self, node: _ArithTree, state: _State) -> exp.Expression:
+    def visit__ArithTree(self, node: _ArithTree, state: Any) -> exp.Expression:
         return self._arith(node.tree, state)
 
-    def _arith(self, node: ast.Expr, state: _State) -> exp.Expression:
+    def _arith(self, node: ast.Expr, state: Any) -> exp.Expression:
         if not isinstance(node, ast.IfExpr):
             return self._visit(node, state)
         t, then, other = self._bit(node, state)
@@ -155,13 +169,13 @@ class ArithEmitter(SqlEmitter):
 class LeafIndexEmitter(ArithEmitter):
     """The leaf number by integer arithmetic, the value from a constant list (1-based)."""
 
-    def visit__ArithTree(self, node: _ArithTree, state: _State) -> exp.Expression:
+    def visit__ArithTree(self, node: _ArithTree, state: Any) -> exp.Expression:
         leaves: list[float] = []
         index = self._index(node.tree, state, leaves)
         values = exp.Array(expressions=[self.number(v) for v in leaves])
         return exp.Bracket(this=values, expressions=[index])
 
-    def _index(self, node: ast.Expr, state: _State, leaves: list[float]) -> exp.Expression:
+    def _index(self, node: ast.Expr, state: Any, leaves: list[float]) -> exp.Expression:
         if not isinstance(node, ast.IfExpr):
             assert isinstance(node, ast.NumVal), "tree leaves are constants"
             # 0-based: sqlglot writes the index for each dialect (+1 for DuckDB/PostgreSQL).
@@ -243,11 +257,7 @@ def _biggest_sum(assembled: Assembled) -> ast.BinNumExpr:
             n = len(layout.flatten_sum(node))
             if n > best[0]:
                 best = (n, node)
-        for attr in ("expr", "left", "right", "test", "body", "orelse", "default"):
-            child = getattr(node, attr, None)
-            if isinstance(child, ast.Expr):
-                stack.append(child)
-        stack.extend(getattr(node, "exprs", ()))
+        stack.extend(ast.children(node))
     assert best[1] is not None
     return best[1]
 
@@ -385,10 +395,10 @@ class Session:
 
 def library_scores(raw: Any, m: Model, estimator: Any) -> str:
     """The library's own scores for every row, in a table `__lib_<model>`."""
-    types = input_types(m)
+    types = input_types(m.fields)
     q = exp.select(exp.column(KEY), *(exp.column(n) for n in types)).from_(FEATURES)
     df = raw.execute(render(q)).df()
-    scores = scores_of(estimator, model_frame(df, types))
+    scores = score_vector(estimator, model_frame(df, types))
     table = f"__lib_{m.name}"
     raw.register("__lib_view", pa.table({KEY: df[KEY].to_numpy(), "score": scores}))
     try:
@@ -429,19 +439,16 @@ def n_trees(assembled: Assembled) -> int:
 
 def run_experiment(args: argparse.Namespace, workdir: Path) -> list[Result]:
     warehouse = Path(args.warehouse) if args.warehouse else workdir / "layout.duckdb"
-    con = st.connect(warehouse)
-    raw = con.con
+    raw = st.connect(warehouse)
     tables = {r[0] for r in raw.execute("SHOW TABLES").fetchall()}
     if FEATURES in tables and args.reuse:
         st.say(f"reusing {FEATURES} in {warehouse}")
     else:
-        st.build_warehouse(con, args.rows)
+        st.build_warehouse(raw, args.rows)
     rows = raw.execute(
         render(exp.select(exp.func("count", exp.Star())).from_(FEATURES))
     ).fetchone()[0]
-    sample = st.training_sample(con, rows, args.train_rows)
-    mem = ibis.duckdb.connect()
-    mem.create_table(FEATURES, sample)
+    mem = st.sample_connection(st.training_sample(raw, rows, args.train_rows))
     models = [MODELS[n] for n in args.models]
     variants = [v for v in VARIANTS if v.name in args.variants]
     session = Session(raw)
@@ -500,7 +507,8 @@ def run_experiment(args: argparse.Namespace, workdir: Path) -> list[Result]:
                 f"  rep {rep} {model:10} {name:22} {plan_txt}run {wall:.2f} s "
                 f"(cpu {cpu:.2f} s), max|diff| {r.max_abs_diff:.1e}"
             )
-    con.disconnect()
+    mem.close()
+    raw.close()
     return list(results.values())
 
 

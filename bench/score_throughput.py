@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
-import ibis
 import lightgbm
 import pyarrow as pa
 import sklearn
@@ -64,17 +63,19 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sqlglot import exp
 from xgboost import XGBClassifier
 
-from mlsm_py import pipeline, pyscore
+from mlsm_py import project, pyscore
 from mlsm_py.compile import ast, to_sql
 from mlsm_py.compile.assemblers import assemble
-from mlsm_py.compile.emitter import SqlEmitter, _State
+from mlsm_py.compile.emitter import SqlEmitter
 from mlsm_py.compile.layout import Layout
 from mlsm_py.compile.path import choose_path
 from mlsm_py.demo.data import generate_leads, load_leads
+from mlsm_py.errors import MlsmError
+from mlsm_py.estimator import input_types, score_vector
 from mlsm_py.frames import model_frame
 from mlsm_py.registry import artifacts
 from mlsm_py.spec import Model
-from mlsm_py.train.trainer import Fit, input_types, scores_of, train
+from mlsm_py.train.trainer import Fit, train
 from models_py import MODELS
 from models_py.leads import lgbm
 
@@ -284,24 +285,24 @@ def features_select() -> str:
     return text
 
 
-def connect(path: Path) -> ibis.BaseBackend:
-    con = ibis.duckdb.connect(str(path))
-    raw = con.con
+def connect(path: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection (in memory without `path`) running THREADS threads."""
+    raw = duckdb.connect(str(path) if path is not None else ":memory:")
     setting = exp.EQ(this=exp.column("threads"), expression=exp.Literal.number(THREADS))
     raw.execute(render(exp.Set(expressions=[exp.SetItem(this=setting)])))
     check = exp.select(exp.func("current_setting", exp.Literal.string("threads")))
     threads = raw.execute(render(check)).fetchone()[0]
     if int(threads) != THREADS:
         raise SystemExit(f"DuckDB runs {threads} threads after SET threads = {THREADS}")
-    return con
+    return raw
 
 
-def build_warehouse(con: ibis.BaseBackend, rows: int) -> None:
+def build_warehouse(con: duckdb.DuckDBPyConnection, rows: int) -> None:
     table, gen_s = timed(lambda: generate_leads(rows))
     say(f"  generated {rows:,} leads in {gen_s:.1f} s")
     _, load_s = timed(lambda: load_leads(con, table))
     say(f"  loaded raw.leads in {load_s:.1f} s")
-    _, feat_s = timed(lambda: con.con.execute(ctas_over_text(FEATURES, features_select())))
+    _, feat_s = timed(lambda: con.execute(ctas_over_text(FEATURES, features_select())))
     say(f"  built {FEATURES} from {FEATURES_FILE.relative_to(ROOT)} in {feat_s:.1f} s")
 
 
@@ -309,7 +310,7 @@ def sample_step(rows: int, train_rows: int) -> int:
     return max(1, rows // train_rows)
 
 
-def training_sample(con: ibis.BaseBackend, rows: int, train_rows: int) -> pa.Table:
+def training_sample(con: duckdb.DuckDBPyConnection, rows: int, train_rows: int) -> pa.Table:
     """Every k-th lead: ids grow with time, so the sample spans the whole year and the models'
     time split (60-day holdout, 14-day gap) keeps both windows populated."""
     step = sample_step(rows, train_rows)
@@ -317,14 +318,14 @@ def training_sample(con: ibis.BaseBackend, rows: int, train_rows: int) -> pa.Tab
     if step > 1:
         mod = exp.Mod(this=exp.column("lead_id"), expression=exp.Literal.number(step))
         q = q.where(mod.eq(exp.Literal.number(0)))
-    return con.con.execute(render(q)).fetch_arrow_table()
+    return con.execute(render(q)).fetch_arrow_table()
 
 
 def train_models(sample: pa.Table, models: list[Model]) -> list[Fit]:
-    # train() reads model.features through ibis; an in-memory connection holds only the sample.
-    mem = ibis.duckdb.connect()
+    # train() reads model.features from the connection it is given; an in-memory one holds only
+    # the sample.
+    mem = sample_connection(sample)
     try:
-        mem.create_table(FEATURES, sample)
         fits = []
         for m in models:
             fit, fit_s = timed(lambda m=m: train(mem, m))
@@ -335,12 +336,22 @@ def train_models(sample: pa.Table, models: list[Model]) -> list[Fit]:
             fits.append(fit)
         return fits
     finally:
-        mem.disconnect()
+        mem.close()
+
+
+def sample_connection(sample: pa.Table) -> duckdb.DuckDBPyConnection:
+    mem = connect()
+    mem.register(ARROW_VIEW, sample)
+    try:
+        mem.execute(ctas(FEATURES, exp.select(exp.Star()).from_(ARROW_VIEW)))
+    finally:
+        mem.unregister(ARROW_VIEW)
+    return mem
 
 
 # -- the two scoring routes -------------------------------------------------------------------
 def python_path_once(raw: Any, model: Model, path: Path, sha: str) -> PythonTiming:
-    types = input_types(model)
+    types = input_types(model.fields)
     read_q = exp.select(exp.column(model.key), *(exp.column(n) for n in types)).from_(FEATURES)
 
     est, load_s = timed(lambda: artifacts.load(path, sha))
@@ -350,7 +361,7 @@ def python_path_once(raw: Any, model: Model, path: Path, sha: str) -> PythonTimi
         return df[model.key].to_numpy(), model_frame(df, types)
 
     (keys, X), read_s = timed(read)
-    scores, predict_s = timed(lambda: scores_of(est, X))
+    scores, predict_s = timed(lambda: score_vector(est, X))
 
     def write() -> None:
         tbl = pa.table({model.key: keys, "score": scores})
@@ -377,13 +388,23 @@ def python_path(raw: Any, model: Model, path: Path, sha: str) -> PythonTiming:
     return min(runs, key=lambda t: t.total_s)
 
 
-def python_model_once(raw: Any, model: Model, path: Path, sha: str) -> float:
+def python_model_once(
+    raw: Any,
+    model: Model,
+    path: Path,
+    sha: str,
+    relation: Any = None,
+    constants: dict[str, str | int] | None = None,
+) -> float:
     """What the generated dbt Python model does: load the checked artifact, score the relation
-    in Arrow batches, and the table dbt-duckdb writes from the returned Arrow table."""
+    (default: all of FEATURES) in Arrow batches, and the table dbt-duckdb writes from the
+    returned Arrow table. bench/lifecycle.py passes the model's population and the constant
+    columns the generated model adds, to time exactly what `mlsm build` runs."""
 
     def go() -> None:
         est = artifacts.load(path, sha)
-        scored = pyscore.score_relation(est, raw.table(FEATURES), model.key)
+        rel = raw.table(FEATURES) if relation is None else relation
+        scored = pyscore.score_relation(est, rel, model.key, constants=constants)
         raw.register(ARROW_VIEW, scored)
         try:
             raw.execute(ctas(PYMODEL_TABLE, exp.select(exp.Star()).from_(ARROW_VIEW)))
@@ -393,14 +414,16 @@ def python_model_once(raw: Any, model: Model, path: Path, sha: str) -> float:
     return timed(go)[1]
 
 
-def python_model_path(raw: Any, model: Model, path: Path, sha: str) -> float:
-    return best_of(lambda: python_model_once(raw, model, path, sha), "python model")
+def python_model_path(raw: Any, model: Model, path: Path, sha: str, **kwargs: Any) -> float:
+    """Best of RUNS; `kwargs`: python_model_once's relation and constants."""
+    return best_of(lambda: python_model_once(raw, model, path, sha, **kwargs), "python model")
 
 
 class NaiveEmitter(SqlEmitter):
     """Every tree inlined where the sum reads it: the whole model as one expression."""
 
-    def visit_IdExpr(self, node: ast.IdExpr, state: _State) -> exp.Expression:
+    # `state` is the emitter's own per-statement state, passed through untouched.
+    def visit_IdExpr(self, node: ast.IdExpr, state: Any) -> exp.Expression:
         if node.to_reuse and isinstance(node.expr, ast.IfExpr):
             return self._visit(node.expr, state)
         return super().visit_IdExpr(node, state)
@@ -531,6 +554,15 @@ def table(results: list[ModelResult]) -> list[str]:
 ALL_MODELS = [*MODELS, *EXTRA_MODELS]
 
 
+def project_warehouse() -> Path | None:
+    """The repository's own warehouse (as `mlsm` resolves it), which the benchmark must not
+    overwrite; None if the repository's project config cannot be read."""
+    try:
+        return project.load(ROOT).warehouse
+    except MlsmError:
+        return None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, required=True, help="leads to generate and score")
@@ -558,7 +590,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--train-rows must be at least 1000")
     if args.runs < 1:
         ap.error("--runs must be at least 1")
-    if args.warehouse and Path(args.warehouse).resolve() == pipeline.warehouse_path():
+    if args.warehouse and Path(args.warehouse).resolve() == project_warehouse():
         ap.error("--warehouse is the project's warehouse; the benchmark overwrites raw.leads")
     known = {m.name for m in ALL_MODELS}
     args.models = [n for n in args.models.split(",") if n]
@@ -620,16 +652,15 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[ModelResult], flo
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     models = [m for m in ALL_MODELS if m.name in args.models]
     say(f"[1/4] warehouse {warehouse}")
-    con = connect(warehouse)
+    raw = connect(warehouse)
     try:
-        build_warehouse(con, args.rows)
+        build_warehouse(raw, args.rows)
         say(f"[2/4] training {len(models)} models (time split on the sample)")
-        fits = train_models(training_sample(con, args.rows, args.train_rows), models)
-        raw = con.con
+        fits = train_models(training_sample(raw, args.rows, args.train_rows), models)
         say("[3/4] baseline: one scan + sum of the numeric inputs + table write")
-        numeric = [n for n, t in input_types(MODELS[0]).items() if t == "double"]
+        numeric = [n for n, t in input_types(MODELS[0].fields).items() if t == "double"]
         plain_s = plain_sum(raw, MODELS[0].key, numeric)
-        text = [n for n, t in input_types(MODELS[0]).items() if t != "double"]
+        text = [n for n, t in input_types(MODELS[0].fields).items() if t != "double"]
         global PLAIN_ALL_S
         PLAIN_ALL_S = plain_sum(raw, MODELS[0].key, numeric, text)
         say("[4/4] scoring every model every way")
@@ -638,7 +669,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[ModelResult], flo
         ]
         return results, plain_s
     finally:
-        con.disconnect()
+        raw.close()
 
 
 def summary(results: list[ModelResult], plain_s: float) -> list[str]:

@@ -1,9 +1,13 @@
-"""Shared test helpers: a throw-away copy of the dbt project and macro package."""
+"""Shared test helpers: a throw-away project (a copy of the dbt project and macro package,
+definitions given in the test), and reading back what a build published."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+import duckdb
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,28 +20,102 @@ def copy_project(dest: Path) -> Path:
     return dest / "dbt_project"
 
 
-def build_project(p, leads):
-    """The demo's steps on a test project, quietly: load `leads`, build the features, train,
-    compile (parity gate), register, write the dbt models, `dbt build`.
-    Returns (compiled fits, build outcome)."""
-    from mlsm_py import pipeline
+def session(tmp: Path, defs, warehouse: str = "wh", dbt_dir: Path | None = None):
+    """A Session on a copy of the demo's dbt project, with `defs` as its definitions."""
+    from mlsm_py.flow.session import Session
+    from mlsm_py.project import Project
+
+    dbt_dir = dbt_dir or copy_project(tmp)
+    p = Project(tmp, "tests:defs", dbt_dir, tmp / warehouse / "mlsm.duckdb", _definitions=defs)
+    return Session(p, say=lambda _: None, actor="tester")
+
+
+def load(warehouse: Path, leads) -> None:
     from mlsm_py.demo.data import load_leads
 
-    with p.connect() as con:
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(warehouse))
+    try:
         load_leads(con, leads)
-    pipeline.build_features(p)
-    fits = pipeline.train_all(p, lambda _: None)
-    compiled = pipeline.compile_all(p, fits, lambda _: None)
-    pipeline.register(p, compiled)
-    pipeline.write_models(p, compiled)
-    return compiled, pipeline.runner.build(p.project_dir, p.warehouse)
+    finally:
+        con.close()
+
+
+def build_project(s, leads) -> dict:
+    """The first day of a project: load `leads`, `mlsm train`, `mlsm build`. Returns the
+    publication log row."""
+    from mlsm_py.flow.build import run_build
+    from mlsm_py.flow.lifecycle import run_train
+
+    load(s.project.warehouse, leads)
+    run_train(s)
+    return run_build(s)
+
+
+def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(str(warehouse))
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def champions(warehouse: Path) -> dict[str, tuple[dict, object]]:
+    """{model: (fit row, loaded estimator)} for every champion in the registry."""
+    from mlsm_py.registry import artifacts, store
+
+    con = duckdb.connect(str(warehouse))
+    try:
+        out = {}
+        for model, al in store.aliases(con).items():
+            row = store.get_fit(con, al[store.CHAMPION])
+            path = artifacts.resolve(warehouse, row["artifact_path"])
+            out[model] = (row, artifacts.load(path, row["artifact_sha256"]))
+        return out
+    finally:
+        con.close()
+
+
+def one_champion_each(warehouse: Path) -> dict[str, int]:
+    rows = query(
+        warehouse,
+        "select model_name, count(*) from mlsm_registry.aliases where alias = 'champion' "
+        "group by model_name",
+    )
+    return dict(rows)
+
+
+def published_vs_library(s) -> dict[str, float]:
+    """Max |published champion score - library score| per model, over every record of the
+    model's population."""
+    from mlsm_py.estimator import input_types, score_vector
+    from mlsm_py.frames import model_frame
+
+    wh = s.project.warehouse
+    out = {}
+    for m in s.defs.models:
+        row, est = champions(wh)[m.name]
+        where = f"where {m.population}" if m.population else ""
+        con = duckdb.connect(str(wh))
+        try:
+            features = con.execute(f"select * from {m.features} {where} order by {m.key}").df()
+            got = con.execute(
+                f"select score, fit_id from published.scores where model_name = ? "
+                f"and role = 'champion' order by {m.key}",
+                [m.name],
+            ).df()
+        finally:
+            con.close()
+        assert len(got) == len(features) > 0, m.name
+        assert set(got["fit_id"]) == {row["fit_id"]}, m.name
+        expected = score_vector(est, model_frame(features, input_types(m.fields)))
+        out[m.name] = float(np.max(np.abs(got["score"].to_numpy() - expected)))
+    return out
 
 
 def zero_probes() -> list[float]:
     """Values around LightGBM's zero band (|x| <= float32(1e-35), read as 0.0) and around
     zero itself."""
-    import numpy as np
-
     from mlsm_py.compile.assemblers.lightgbm import ZERO_THRESHOLD
 
     return [
@@ -57,28 +135,33 @@ def zero_probes() -> list[float]:
     ]
 
 
-def published_vs_library(warehouse: Path, fits) -> dict[str, float]:
-    """Max |published score - library score| per model, over every row of the feature table."""
-    import duckdb
-    import numpy as np
+def demo_project(dest: Path) -> Path:
+    """A stand-alone copy of this repository's demo project: pyproject.toml with [tool.mlsm],
+    the definitions (models_py/), the dbt project and the macro package."""
+    copy_project(dest)
+    shutil.copytree(
+        ROOT / "models_py", dest / "models_py", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (dest / "pyproject.toml").write_text(
+        '[tool.mlsm]\ndefinitions = "models_py:PROJECT"\ndbt_project = "dbt_project"\n'
+        'warehouse = "warehouse/mlsm.duckdb"\n'
+    )
+    return dest
 
-    from mlsm_py.frames import model_frame
-    from mlsm_py.train.trainer import input_types
 
-    out = {}
-    con = duckdb.connect(str(warehouse))
-    try:
-        for fit in fits:
-            m = fit.model
-            features = con.execute(f"select * from {m.features} order by {m.key}").df()
-            got = con.execute(
-                "select score from published.scores where model_name = ? order by " + m.key,
-                [m.name],
-            ).fetchnumpy()["score"]
-            X = model_frame(features, input_types(m))
-            expected = fit.estimator.predict_proba(X)[:, 1]
-            assert len(got) == len(expected), m.name
-            out[m.name] = float(np.max(np.abs(got - expected)))
-    finally:
-        con.close()
-    return out
+def mlsm(*args: str, cwd: Path, env: dict | None = None, timeout: int = 900):
+    """Run the `mlsm` command as a user would: a new process, in `cwd`."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("MLSM_WAREHOUSE", None) if env is None or "MLSM_WAREHOUSE" not in env else None
+    return subprocess.run(
+        [sys.executable, "-m", "mlsm_py.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+    )

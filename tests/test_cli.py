@@ -1,74 +1,129 @@
-"""The demo CLI at small size, and its error paths."""
+"""The CLI as a new user runs it: the demo, a second demo against another warehouse, status,
+history, verify, and the error paths (one line, no traceback)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import json
 
 import pytest
 
 from mlsm_py import cli
-from tests.helpers import copy_project
+from tests.helpers import demo_project, mlsm, query
 
 pytestmark = pytest.mark.dbt
 
 
-def test_demo_end_to_end(tmp_path):
-    project = copy_project(tmp_path)
-    env = {**os.environ, "MLSM_WAREHOUSE": str(tmp_path / "wh" / "demo.duckdb")}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlsm_py.cli",
-            "demo",
-            "--rows",
-            "3000",
-            "--project-dir",
-            str(project),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-    )
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = demo_project(tmp_path_factory.mktemp("cli"))
+    out = mlsm("demo", "--rows", "3000", cwd=root)
+    return root, out
+
+
+def test_demo_end_to_end(demo):
+    root, out = demo
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
-    for step in ("[1/6]", "[2/6]", "[3/6]", "[4/6]", "[5/6]", "[6/6]"):
-        assert step in text
-    assert str(tmp_path / "wh" / "demo.duckdb") in text  # says where the warehouse is
+    assert str(root / "warehouse" / "mlsm.duckdb") in text  # says where the warehouse is
+    assert "loading 3,000 synthetic leads" in text
     assert "ROC AUC" in text and "top-10% capture" in text and "max |diff|" in text
+    assert "is the champion (first fit)" in text and "published run" in text
     assert "FROM published.winners" in text and "LIMIT 10" in text
-    top = text.split("[6/6]")[1].split("The SQL")[0].strip().splitlines()[2:]
+    top = text.split("top 10 open leads")[1].split("The SQL")[0].strip().splitlines()[2:]
     assert len(top) == 10
     assert not any("lead_extra_trees" in line for line in top)  # the draft never wins
-    assert (project / "models" / "scores" / "score__lead_lgbm.sql").is_file()
+    assert (root / "dbt_project" / "models" / "scores" / "score__lead_lgbm.sql").is_file()
+    assert "Traceback" not in out.stderr and "dbt" not in out.stderr
 
-    # `mlsm verify` re-runs the gate on the registered fit, plus fuzzed rows.
-    verify = subprocess.run(
-        [sys.executable, "-m", "mlsm_py.cli", "verify", "lead_lgbm", "--fuzz", "5000"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
+
+def test_second_demo_keeps_the_data_and_changes_nothing(demo):
+    root, first = demo
+    wh = root / "warehouse" / "mlsm.duckdb"
+    before = query(
+        wh, "select lead_id, model_name, fit_id, score from published.scores order by all"
     )
+    out = mlsm("demo", "--rows", "5000", cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "raw.leads already holds 3,000 rows: kept (--replace-data regenerates it)" in out.stdout
+    assert "already the champion" in out.stdout
+    assert query(wh, "select count(*) from raw.leads")[0][0] == 3000
+    after = query(
+        wh, "select lead_id, model_name, fit_id, score from published.scores order by all"
+    )
+    assert after == before
+
+
+def test_demo_on_a_second_warehouse_leaves_the_first_alone(demo):
+    """Same project, other warehouse: its fits are not registered in the first, so the
+    first publishes only its own champions (the generated files are rewritten from its
+    registry by `mlsm build`; plain dbt refuses the other warehouse's fits)."""
+    root, _ = demo
+    first = root / "warehouse" / "mlsm.duckdb"
+    before = query(
+        first,
+        "select lead_id, model_name, fit_id, score, run_id from published.scores order by all",
+    )
+    other = root / "other" / "wh.duckdb"
+    out = mlsm("demo", "--rows", "4000", "--seed", "7", "--warehouse", str(other), cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (
+        query(
+            first,
+            "select lead_id, model_name, fit_id, score, run_id from published.scores order by all",
+        )
+        == before
+    )
+    other_fits = {r[0] for r in query(other, "select fit_id from mlsm_registry.aliases")}
+    first_fits = {r[0] for r in query(first, "select fit_id from mlsm_registry.aliases")}
+    assert other_fits.isdisjoint(first_fits)
+    # The files now hold the other warehouse's fits; building the first rewrites them from its
+    # own registry and publishes its own champions again.
+    out = mlsm("build", cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "rewritten from the registry" in out.stdout
+    published = {r[0] for r in query(first, "select distinct fit_id from published.scores")}
+    assert published == first_fits
+    rows = query(
+        first, "select lead_id, model_name, fit_id, score from published.scores order by all"
+    )
+    assert rows == [r[:4] for r in before]
+
+
+def test_status_and_history(demo):
+    root, _ = demo
+    out = mlsm("status", "--json", cwd=root)
+    assert out.returncode == 0, out.stderr
+    rows = {r["model"]: r for r in json.loads(out.stdout)}
+    assert set(rows) == {"lead_logreg", "lead_forest", "lead_lgbm", "lead_extra_trees"}
+    assert rows["lead_forest"]["route"] == "python" or rows["lead_forest"]["route"] == "sql"
+    assert all(r["champion"] and r["metrics"]["roc_auc"] > 0.5 for r in rows.values())
+    assert rows["lead_extra_trees"]["status"] == "draft"
+    table = mlsm("status", cwd=root)
+    assert "lead_lgbm" in table.stdout and "champion" in table.stdout
+    hist = mlsm("history", "lead_lgbm", cwd=root)
+    assert hist.returncode == 0 and "promoted" in hist.stdout and "first_fit" in hist.stdout
+    assert mlsm("--version", cwd=root).stdout.startswith("mlsm ")
+
+
+def test_verify_and_unknown_model(demo):
+    root, _ = demo
+    verify = mlsm("verify", "lead_lgbm", "--fuzz", "5000", cwd=root)
     assert verify.returncode == 0, verify.stderr[-3000:]
     assert "artifact sha256 verified" in verify.stdout
     assert "fuzzed: 5,000 rows checked" in verify.stdout
     assert "0 rows above tolerance" in verify.stdout and "parity holds" in verify.stdout
-    unknown = subprocess.run(
-        [sys.executable, "-m", "mlsm_py.cli", "verify", "no_such_model"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-    )
+    unknown = mlsm("verify", "no_such_model", cwd=root)
     assert unknown.returncode == 1
     assert "unknown model 'no_such_model'" in unknown.stderr and "Traceback" not in unknown.stderr
+    promote = mlsm("promote", "lead_lgbm", cwd=root)
+    assert promote.returncode == 1
+    assert "has no challenger to promote" in promote.stderr
+
+
+def test_not_a_project(tmp_path):
+    out = mlsm("status", cwd=tmp_path)
+    assert out.returncode == 1 and "is not an mlsm project" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_rows_too_small_is_a_usage_error(capsys):
@@ -76,30 +131,26 @@ def test_rows_too_small_is_a_usage_error(capsys):
     assert "--rows must be at least 1000" in capsys.readouterr().err
 
 
-def test_parity_failure_stops_before_writing(tmp_path, monkeypatch, capsys):
+def test_parity_failure_registers_nothing(tmp_path, monkeypatch, capsys):
     """A model whose SQL disagrees with Python is refused: exit 1, the message names the model
-    and the worst row, and no dbt model is written."""
+    and the worst row, nothing is registered and no dbt model is written."""
     from mlsm_py.compile.assemblers import sklearn_trees
 
-    project = copy_project(tmp_path)
-    scores_dir = project / "models" / "scores"
+    root = demo_project(tmp_path)
+    scores_dir = root / "dbt_project" / "models" / "scores"
     before = {f.name: f.read_bytes() for f in scores_dir.iterdir()}
     # Naive double comparison instead of scikit-learn's float32 one: routes threshold
     # neighbours the wrong way, which the gate must catch.
     monkeypatch.setattr(sklearn_trees, "float32_split", lambda t: (t, True))
-    code = cli.main(
-        [
-            "demo",
-            "--rows",
-            "3000",
-            "--project-dir",
-            str(project),
-            "--warehouse",
-            str(tmp_path / "wh.duckdb"),
-        ]
-    )
+    code = cli.main(["demo", "--rows", "3000", "--project", str(root)])
     err = capsys.readouterr().err
     assert code == 1
     assert "parity failed for model 'lead_forest'" in err and "worst row" in err
     assert "Traceback" not in err
-    assert {f.name: f.read_bytes() for f in scores_dir.iterdir()} == before
+    assert (
+        query(root / "warehouse" / "mlsm.duckdb", "select count(*) from mlsm_registry.fits")[0][0]
+        == 0
+    )
+    after = {f.name: f.read_bytes() for f in scores_dir.iterdir()}
+    assert not any(n.startswith("score__") for n in after)  # only what the registry holds
+    assert set(after) <= set(before)

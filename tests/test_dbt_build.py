@@ -1,148 +1,157 @@
-"""A real `dbt build` on a small generated data set: scoring, winners, the winner unit test,
-and write-audit-publish when the input breaks a contract."""
+"""A real `dbt build` on a small generated data set with the demo's four models: scoring of the
+open leads only, winners among live champions, the winner unit test, provenance columns, the
+publication log, and write-audit-publish when the input breaks a contract."""
 
 from __future__ import annotations
 
 import duckdb
 import pytest
 
-from mlsm_py import pipeline
+from mlsm_py.dbt import writer
 from mlsm_py.demo.data import generate_leads
 from mlsm_py.errors import BuildError
-from models_py import MODELS, SUMMARIES
-from tests.helpers import build_project, copy_project
+from mlsm_py.flow.build import run_build
+from mlsm_py.flow.session import scored_fits
+from mlsm_py.registry import store
+from models_py import PROJECT
+from tests.helpers import build_project, published_vs_library, query, session
 
 pytestmark = pytest.mark.dbt
 ROWS = 4000
+TOLERANCE = 1e-9
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dbt")
-    p = pipeline.Project(copy_project(tmp), tmp / "wh" / "mlsm.duckdb", MODELS, SUMMARIES)
-    compiled, outcome = build_project(p, generate_leads(ROWS, seed=3))
-    return p, compiled, outcome
+    s = session(tmp_path_factory.mktemp("dbt"), PROJECT)
+    log = build_project(s, generate_leads(ROWS, seed=3))
+    return s, log
 
 
-def _query(p, sql):
-    con = duckdb.connect(str(p.warehouse))
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
-def test_build_publishes_scores_and_winners(built):
-    p, compiled, outcome = built
-    assert outcome.success
-    assert outcome.counts.get("fail", 0) == 0 and outcome.counts.get("error", 0) == 0
-    n_models = len(MODELS)
-    (n_scores, n_leads, n_runs, null_scores) = _query(
-        p,
-        "select count(*), count(distinct lead_id), count(distinct run_id), "
-        "count(*) filter (where score is null) from published.scores",
+def test_build_publishes_the_open_leads_only(built):
+    s, log = built
+    wh = s.project.warehouse
+    (open_leads,) = query(wh, "select count(*) from lead_features where converted is null")[0]
+    assert 0 < open_leads < ROWS
+    (n_scores, n_leads, n_runs, nulls, closed) = query(
+        wh,
+        "select count(*), count(distinct s.lead_id), count(distinct run_id), "
+        "count(*) filter (where score is null), count(*) filter (where f.converted is not null) "
+        "from published.scores s join lead_features f using (lead_id)",
     )[0]
-    assert n_leads == ROWS and n_scores == ROWS * n_models and n_runs == 1 and null_scores == 0
-    (n_winners, n_distinct, draft_wins) = _query(
-        p,
+    assert n_leads == open_leads and n_scores == open_leads * len(PROJECT.models)
+    assert n_runs == 1 and nulls == 0 and closed == 0  # a converted lead is never on the list
+    (n_winners, n_distinct, draft_wins) = query(
+        wh,
         "select count(*), count(distinct lead_id), "
         "count(*) filter (where winning_model = 'lead_extra_trees') from published.winners",
     )[0]
-    assert n_winners == ROWS and n_distinct == ROWS and draft_wins == 0
-    # The winner is the highest live score (checked against the long table independently).
-    mismatches = _query(
-        p,
+    assert n_winners == open_leads and n_distinct == open_leads and draft_wins == 0
+    # The winner is the highest live champion score (checked against the long table).
+    mismatches = query(
+        wh,
         """
         with best as (
             select lead_id, max(score) as top from published.scores
-            where model_status = 'live' group by lead_id
+            where model_status = 'live' and role = 'champion' group by lead_id
         )
         select count(*) from published.winners w join best using (lead_id)
         where w.score <> best.top
         """,
     )[0][0]
     assert mismatches == 0
+    assert log["rows_scored"] == open_leads and log["rows_new"] == open_leads
+
+
+def test_published_rows_carry_provenance(built):
+    s, log = built
+    wh = s.project.warehouse
+    fits = dict(
+        query(wh, "select model_name, fit_id from mlsm_registry.aliases where alias = 'champion'")
+    )
+    published = dict(query(wh, "select distinct model_name, fit_id from published.scores"))
+    assert published == fits
+    winners = query(wh, "select distinct winning_model, winning_fit_id from published.winners")
+    assert all(fits[m] == f for m, f in winners)
+    (run_id,) = query(wh, "select distinct run_id from published.scores")[0]
+    build = query(
+        wh,
+        "select status, rows_scored, as_of, finished_at from mlsm_registry.builds where run_id = ?",
+        [run_id],
+    )
+    assert build and build[0][0] == "published" and build[0][2] is not None
 
 
 def test_winner_unit_test_ran(built):
-    _, _, outcome = built
-    # dbt reports unit tests with the data tests; one per summary model, and they passed.
-    assert outcome.counts.get("pass", 0) > 0
+    s, _ = built
+    assert "winner_rule" in (s.project.dbt_dir / "models/scores/_scores.yml").read_text()
 
 
 def test_scores_equal_python_model(built):
-    """The scores dbt wrote are the library's own predictions for the holdout rows."""
-    p, compiled, _ = built
-    import numpy as np
-
-    for c in compiled:
-        fit = c.fit
-        keys = fit.holdout.index  # holdout rows are read in key order; fetch them back by key
-        rows = _query(
-            p,
-            "select s.score from audit.scores s join lead_features f using (lead_id) "
-            f"where s.model_name = '{fit.model.name}' and f.created_at >= "
-            f"'{fit.metrics['holdout_from']}' order by lead_id",
-        )
-        got = np.array([r[0] for r in rows])
-        expected = fit.estimator.predict_proba(fit.holdout)[:, 1]
-        assert len(got) == len(keys)
-        assert np.max(np.abs(got - expected)) <= 1e-9
+    """Every open lead's published score is the library's own prediction."""
+    s, _ = built
+    diffs = published_vs_library(s)
+    assert max(diffs.values()) <= TOLERANCE, diffs
 
 
 def test_bad_input_fails_checks_and_keeps_published_tables(built):
-    p, _, _ = built
-    before = _query(p, "select run_id, count(*) from published.scores group by run_id")
-    before_w = _query(p, "select run_id, count(*) from published.winners group by run_id")
-    con = duckdb.connect(str(p.warehouse))
+    s, _ = built
+    wh = s.project.warehouse
+    before = query(wh, "select run_id, count(*) from published.scores group by run_id")
+    before_w = query(wh, "select run_id, count(*) from published.winners group by run_id")
+    con = duckdb.connect(str(wh))
     con.execute("update raw.leads set visits = -5 where lead_id in (7, 8, 9)")
     con.close()
     with pytest.raises(BuildError) as err:
-        pipeline.runner.build(p.project_dir, p.warehouse)
+        run_build(s)
     message = str(err.value)
     assert "lead_features.visits" in message
     assert "accepted_range" in message and "'min_value': 0" in message
     assert "3 rows" in message
-    # Nothing downstream of the failing check was rebuilt: same run, same rows.
-    assert _query(p, "select run_id, count(*) from published.scores group by run_id") == before
-    assert _query(p, "select run_id, count(*) from published.winners group by run_id") == before_w
+    # Nothing was published: same run, same rows; the failure is in the publication log.
+    assert query(wh, "select run_id, count(*) from published.scores group by run_id") == before
+    assert query(wh, "select run_id, count(*) from published.winners group by run_id") == before_w
+    failed = query(wh, "select failed_checks from mlsm_registry.builds where status = 'failed'")
+    assert failed and "lead_features.visits" in failed[-1][0]
     # Repair the data: the next build publishes a new run.
-    con = duckdb.connect(str(p.warehouse))
+    con = duckdb.connect(str(wh))
     con.execute("update raw.leads set visits = 0 where lead_id in (7, 8, 9)")
     con.close()
-    pipeline.runner.build(p.project_dir, p.warehouse)
-    after = _query(p, "select run_id from published.scores group by run_id")
+    run_build(s)
+    after = query(wh, "select run_id from published.scores group by run_id")
     assert len(after) == 1 and after[0][0] != before[0][0]
 
 
-def test_generated_sql_is_deterministic(built):
-    p, compiled, _ = built
-    from mlsm_py.compile.assemblers import assemble
-    from mlsm_py.dbt.writer import compile_for_dbt
+def test_generated_files_are_the_registry_rendered(built):
+    """Same registry, same bytes: rendering again changes nothing on disk, and each file
+    names its fit."""
+    s, _ = built
+    con = store.connect(s.project.warehouse)
+    try:
+        files = writer.render(s.defs, scored_fits(con, s.defs))
+        fits = store.aliases(con)
+    finally:
+        con.close()
+    assert writer.write(s.project.dbt_dir, files) == []
+    for m, al in fits.items():
+        path = next((s.project.dbt_dir / "models" / "scores").glob(f"score__{m}.*"))
+        text = path.read_text()
+        assert text.splitlines()[0].lstrip("-# ").startswith("Generated by mlsm")
+        assert al["champion"] in text
+        assert "model_status" not in text and "'live'" not in text  # status is not in the fit
 
-    for c in compiled:
-        if c.compiled.path != "sql":
-            continue
-        again = compile_for_dbt(c.fit.model, assemble(c.fit.estimator), c.fit.estimator_name)
-        assert again.sql == c.compiled.sql and again.fit_id == c.compiled.fit_id
-        on_disk = (p.project_dir / "models" / "scores" / f"{c.compiled.dbt_name}.sql").read_text()
-        assert c.compiled.sql in on_disk and c.compiled.fit_id in on_disk
-        assert on_disk.startswith("-- Generated by mlsm")
 
-
-def test_registry_holds_every_fit(built):
-    p, compiled, _ = built
-    rows = _query(
-        p,
-        "select model_name, fit_id, artifact_path, artifact_sha256, parity "
-        "from mlsm_registry.fits order by model_name",
-    )
-    assert sorted(r[0] for r in rows) == sorted(m.name for m in MODELS)
-    from pathlib import Path
-
+def test_registry_holds_every_fit_and_artifact(built):
+    s, _ = built
     from mlsm_py.registry import artifacts
 
-    for _, _, path, sha, parity in rows:
-        est = artifacts.load(Path(path), sha)
-        assert hasattr(est, "predict")
-        assert '"passed": true' in parity
+    rows = query(
+        s.project.warehouse,
+        "select model_name, artifact_path, artifact_sha256, parity_passed, task, route "
+        "from mlsm_registry.fits order by model_name",
+    )
+    assert sorted(r[0] for r in rows) == sorted(m.name for m in PROJECT.models)
+    for _, rel, sha, passed, task, _route in rows:
+        assert rel == f"{sha}.skops"  # content-addressed, relative to the artifacts root
+        est = artifacts.load(artifacts.resolve(s.project.warehouse, rel), sha)
+        assert hasattr(est, "predict") and passed and task == "classifier"

@@ -10,12 +10,11 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from mlsm_py import pipeline
 from mlsm_py.demo.data import generate_leads
-from mlsm_py.spec import SummaryModel
+from mlsm_py.spec import Definitions, SummaryModel
 from models_py import MODELS
 from models_py.leads import FIELDS
-from tests.helpers import build_project, copy_project, published_vs_library
+from tests.helpers import build_project, published_vs_library, session
 
 pytestmark = pytest.mark.dbt
 ROWS = 2500
@@ -38,7 +37,10 @@ def _models():
         dataclasses.replace(f, levels=None) if f.name == "industry" else f for f in FIELDS
     )
     keep = {"lead_logreg", "lead_lgbm"}
-    return [dataclasses.replace(m, fields=fields) for m in MODELS if m.name in keep]
+    # Every lead is scored (no population), so the hostile rows all reach the score models.
+    return [
+        dataclasses.replace(m, fields=fields, population=None) for m in MODELS if m.name in keep
+    ]
 
 
 def _hostile_leads() -> pa.Table:
@@ -52,35 +54,35 @@ def _hostile_leads() -> pa.Table:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("hostile")
     models = _models()
     summary = SummaryModel("lead_winner", tuple(m.name for m in models))
-    p = pipeline.Project(copy_project(tmp), tmp / "wh" / "mlsm.duckdb", models, [summary])
-    compiled, outcome = build_project(p, _hostile_leads())
-    return p, compiled, outcome
+    s = session(tmp_path_factory.mktemp("hostile"), Definitions(models, [summary]))
+    build_project(s, _hostile_leads())
+    return s
 
 
 def test_hostile_levels_are_learned_and_compiled(built):
-    p, compiled, outcome = built
-    assert outcome.success
-    con = duckdb.connect(str(p.warehouse))
+    s = built
+    con = duckdb.connect(str(s.project.warehouse))
     try:
         seen = {r[0] for r in con.execute("select distinct industry from lead_features").fetchall()}
+        (template,) = con.execute(
+            "select f.dbt_sql from mlsm_registry.fits f join mlsm_registry.aliases a "
+            "using (fit_id) where a.model_name = 'lead_logreg'"
+        ).fetchone()
     finally:
         con.close()
     assert set(HOSTILE) <= seen
-    logreg = next(c for c in compiled if c.fit.model.name == "lead_logreg").compiled
-    on_disk = (p.project_dir / "models" / "scores" / "score__lead_logreg.sql").read_text()
+    on_disk = (s.project.dbt_dir / "models" / "scores" / "score__lead_logreg.sql").read_text()
     # No Jinja delimiter survives in the file dbt reads...
-    body = on_disk.split("\n", 4)[-1]
+    body = on_disk.split("\n", 5)[-1]
     for delimiter in ("{{ env_var", "{% raw", "{# comment"):
         assert delimiter not in body
-    assert logreg.sql in on_disk
+    assert template.split("FROM")[0] in on_disk
 
 
 def test_dbt_renders_hostile_levels_literally(built):
-    p, _, _ = built
-    rendered = next((p.project_dir / "target").rglob("score__lead_logreg.sql")).read_text()
+    rendered = next((built.project.dbt_dir / "target").rglob("score__lead_logreg.sql")).read_text()
     # ... and dbt's rendering gives back every level as a literal, not evaluated.
     for level in HOSTILE:
         assert "'" + level.replace("'", "''") + "'" in rendered, level
@@ -88,6 +90,5 @@ def test_dbt_renders_hostile_levels_literally(built):
 
 
 def test_hostile_rows_score_exactly_as_the_library(built):
-    p, compiled, _ = built
-    diffs = published_vs_library(p.warehouse, [c.fit for c in compiled])
+    diffs = published_vs_library(built)
     assert max(diffs.values()) <= TOLERANCE, diffs

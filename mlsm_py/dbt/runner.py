@@ -54,7 +54,11 @@ def _describe(result: Any) -> str:
             f"check {node.name} failed on {where}: {result.failures or 0} rows break the rule "
             f"{rule}"
         )
-    message = " ".join(str(result.message or "").split())[:300]
+    text = str(result.message or "")
+    # A Python model's error carries its traceback: the last line is the error itself.
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    message = lines[-1] if "Traceback" in text and lines else " ".join(text.split())
+    message = message[:500]
     return f"{node.resource_type} {node.name}: {result.status}: {message}"
 
 

@@ -105,7 +105,7 @@ def scores_union(scored: Sequence[Scored], key: str) -> str:
         + union
         + "\n\n),\n\n"
         "final as (\n\n    select\n        unioned.*,\n"
-        "        '{{ invocation_id }}' as run_id\n    from unioned\n\n)\n\nselect * from final\n"
+        "        '{{ var(\"mlsm_run_id\", invocation_id) }}' as run_id\n    from unioned\n\n)\n\nselect * from final\n"
     )
 
 
@@ -134,7 +134,7 @@ def winners(defs: Definitions, scored: Sequence[Scored], key: str) -> str:
         + ",\n\nunioned as (\n\n"
         + union
         + "\n\n),\n\nfinal as (\n\n    select\n"
-        "        unioned.*,\n        '{{ invocation_id }}' as run_id\n    from unioned\n\n)\n\n"
+        "        unioned.*,\n        '{{ var(\"mlsm_run_id\", invocation_id) }}' as run_id\n    from unioned\n\n)\n\n"
         "select * from final\n"
     )
 

@@ -53,7 +53,7 @@ def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
     if summaries:
         key = s.defs.models[0].key
         sql = top_leads_sql(summaries[0].name, key, 10)
-        con = duckdb.connect(str(p.warehouse), read_only=True)
+        con = duckdb.connect(str(p.warehouse))
         try:
             cur = con.execute(sql)
             names = [d[0] for d in cur.description]
