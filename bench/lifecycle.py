@@ -48,8 +48,8 @@ import score_throughput as st
 from sqlglot import exp
 
 import models_py
-from mlsm_py.demo.data import generate_leads, load_leads
 from mlsm_py.dbt import runner
+from mlsm_py.demo.data import generate_leads, load_leads
 from mlsm_py.flow import build as build_flow
 from mlsm_py.flow import compiled, lifecycle
 from mlsm_py.flow.session import Session, scored_fits
@@ -361,7 +361,9 @@ def score_routes(s: Session) -> list[dict]:
 
 
 def population_rows(s: Session) -> int:
-    raw = duckdb.connect(str(s.project.warehouse), read_only=True)
+    # Not read-only: dbt-duckdb keeps the warehouse open in this process, and DuckDB refuses a
+    # second connection to one file with a different configuration.
+    raw = st.connect(s.project.warehouse)
     try:
         m = s.defs.models[0]
         q = exp.select(exp.Count(this=exp.Star())).from_(population(m).subquery("p"))

@@ -69,14 +69,23 @@ class ParityReport:
         return d
 
 
-def input_types(assembled: Assembled) -> dict[str, str]:
+def input_types(assembled: Assembled, frame: pd.DataFrame | None = None) -> dict[str, str]:
     """Each input column with the SQL type the compiled model reads it as."""
     types: dict[str, str] = {}
     for node in _walk(assembled):
         if isinstance(node, ast.ColumnRef) and node.sql_type is not None:
             types[node.name] = node.sql_type
-    # Inputs the model never reads still have to be present for the library's predict.
-    return {n: types.get(n, "double") for n in assembled.inputs}
+    # Inputs the model never reads (a ColumnTransformer dropping them) still have to be present
+    # for the library's predict, with the type the rows hold them in.
+    out = {}
+    for n in assembled.inputs:
+        if n in types:
+            out[n] = types[n]
+        elif frame is not None and n in frame and frame[n].dtype.kind not in "fiub":
+            out[n] = "string"
+        else:
+            out[n] = "double"
+    return out
 
 
 def _walk(assembled: Assembled):
@@ -129,8 +138,10 @@ def neighbours(value: float) -> list[float]:
     return sorted(v for v in vals if math.isfinite(v))
 
 
-def adversarial_rows(assembled: Assembled, base_rows: list[dict]) -> list[dict]:
-    types = input_types(assembled)
+def adversarial_rows(
+    assembled: Assembled, base_rows: list[dict], types: dict[str, str] | None = None
+) -> list[dict]:
+    types = types or input_types(assembled)
     base = base_rows or [{n: None for n in types}]
     rows: list[dict] = [{n: None for n in types}]  # every input missing
     consts = _compared_constants(assembled)
@@ -202,12 +213,12 @@ def check_parity(
         assembled = assemble(estimator)
     if tolerance is None:
         tolerance = max(TOLERANCE, assembled.tolerance or 0.0)
-    types = input_types(assembled)
+    types = input_types(assembled, holdout)
     rows: list[dict] = []
     if holdout is not None and len(holdout):
         rows.extend(_records(holdout, types))
     if adversarial:
-        rows.extend(adversarial_rows(assembled, rows[:5]))
+        rows.extend(adversarial_rows(assembled, rows[:5], types))
     rows.extend(extra_rows or [])
     for i, r in enumerate(rows):
         r[ROW_KEY] = i
