@@ -1,23 +1,19 @@
 """The model lifecycle, timed: `mlsm train`, `mlsm build`, `mlsm retrain` and a daily `mlsm build`
-on a throw-away project, and the daily build set against the scoring work inside it.
+on a throw-away project (a copy of dbt_project/ and macros/ in a temporary directory or
+--workdir, the demo definitions, its own warehouse), and the daily build set against the
+scoring work inside it:
 
-The project lives in a temporary directory (or --workdir): a copy of dbt_project/ and macros/
-(as tests/helpers.copy_project makes it), the demo definitions (`models_py.PROJECT`) and its own
-DuckDB warehouse; the repository's warehouse is never touched. Steps:
+  1. generate_leads(N) into raw.leads; `mlsm train`; `mlsm build`;
+  2. generate_leads(N, --retrain-seed) (fresh data); `mlsm retrain`;
+  3. --runs times, interleaved so machine load hits both alike: a daily `mlsm build`, then every
+     fit it scores (champions and challengers) on its chosen route as score_throughput.py runs
+     it (registered SQL as CREATE TABLE AS; pyscore.score_relation + Arrow write-back) over the
+     same population rows of the same lead_features, checked equal to dbt's table.
 
-  1. load generate_leads(N) into raw.leads; `mlsm train` (run_train); `mlsm build` (run_build);
-  2. load generate_leads(N, --retrain-seed) (fresh data); `mlsm retrain` (run_retrain);
-  3. --runs times, interleaved so machine load hits both alike: a daily `mlsm build` (no
-     training), then every fit that build scores (champions and challengers) on its chosen
-     route, run the way score_throughput.py runs it -- the registered SQL as
-     `CREATE TABLE ... AS` (sql route), `pyscore.score_relation` + Arrow write-back (python
-     route) -- over the same population rows of the same warehouse's lead_features, and checked
-     equal to dbt's table (max |diff|). Best of --runs each.
-
-The lifecycle code reports no phase times; this script wraps the functions it calls (module
-attributes, for this process only) and books each call's time, minus the wrapped calls inside it,
-to a phase. dbt's own node timings come from target/run_results.json; nodes running on dbt's two
-threads at once share the wall time between them. Timings are for reading, never for asserting.
+The lifecycle code reports no phase times: this script wraps the functions it calls (in this
+process only) and books each call's time, minus wrapped calls inside it, to a phase. dbt node
+times come from target/run_results.json; nodes running at once on dbt's two threads share the
+wall time. Timings are for reading, never for asserting.
 
     python bench/lifecycle.py --rows 1000000 [--runs 2] [--seed 42] [--retrain-seed 43]
         [--workdir DIR] [--out results.json]
@@ -81,10 +77,6 @@ UNION = "union (scores) + winners"
 SCORE_CHECKS = "score checks (incl. the winner unit test)"
 IDLE = "dbt between nodes and wrap-up"
 NODE_KINDS = [FEATURE_MODELS, INPUT_CHECKS, REGISTRY_CHECKS, SCORE_MODELS, UNION, SCORE_CHECKS]
-
-
-def say(msg: str) -> None:
-    st.say(msg)
 
 
 # -- phase times ------------------------------------------------------------------------------
@@ -165,19 +157,26 @@ def _timed_dbt(build: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
+# Where the lifecycle code looks each name up (a `from x import f` copy is patched where used).
+WRAPPED = [
+    (trainer, "read_window", READ),
+    (lifecycle, "train", TRAIN),
+    (lifecycle, "compile_fit", COMPILE),
+    (compiled, "check_parity", PARITY),
+    (compiled, "check_parity_python", PARITY),
+    (lifecycle, "_decide", JUDGE),
+    (lifecycle, "_register_trained", REGISTRY),
+    (lifecycle, "_stage", REGISTRY),
+    (lifecycle, "sync_files", WRITE),
+    (build_flow, "sync_files", WRITE),
+    (build_flow, "publish", PUBLISH),
+]
+
+
 def instrument() -> list:
     undo: list = []
-    _wrap(trainer, "read_window", READ, undo)
-    _wrap(lifecycle, "train", TRAIN, undo)
-    _wrap(lifecycle, "compile_fit", COMPILE, undo)
-    _wrap(compiled, "check_parity", PARITY, undo)
-    _wrap(compiled, "check_parity_python", PARITY, undo)
-    _wrap(lifecycle, "_decide", JUDGE, undo)
-    _wrap(lifecycle, "_register_trained", REGISTRY, undo)
-    _wrap(lifecycle, "_stage", REGISTRY, undo)
-    for owner in (lifecycle, build_flow):
-        _wrap(owner, "sync_files", WRITE, undo)
-    _wrap(build_flow, "publish", PUBLISH, undo)
+    for owner, name, phase in WRAPPED:
+        _wrap(owner, name, phase, undo)
     for owner, name, make in ((trainer, "clone", _timed_clone), (runner, "build", _timed_dbt)):
         undo.append((owner, name, getattr(owner, name)))
         setattr(owner, name, make(getattr(owner, name)))
@@ -189,6 +188,12 @@ def _epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def _model_kind(name: str) -> str | None:
+    if name.startswith("score__"):
+        return SCORE_MODELS
+    return UNION if name in ("scores", "winners") else None
+
+
 def _kind(uid: str, manifest: dict) -> str:
     nodes = manifest.get("nodes", {})
     node = nodes.get(uid) or manifest.get("unit_tests", {}).get(uid) or {}
@@ -196,21 +201,9 @@ def _kind(uid: str, manifest: dict) -> str:
     if resource == "unit_test":
         return SCORE_CHECKS
     if resource == "model":
-        name = node.get("name", "")
-        return (
-            SCORE_MODELS
-            if name.startswith("score__")
-            else UNION
-            if name
-            in (
-                "scores",
-                "winners",
-            )
-            else FEATURE_MODELS
-        )
+        return _model_kind(node.get("name", "")) or FEATURE_MODELS
     deps = node.get("depends_on", {}).get("nodes", [])
-    names = [nodes.get(d, {}).get("name", "") for d in deps]
-    if any(n.startswith("score__") or n in ("scores", "winners") for n in names):
+    if any(_model_kind(nodes.get(d, {}).get("name", "")) for d in deps):
         return SCORE_CHECKS
     if any(d.startswith("source.") and ".mlsm_registry." in d for d in deps):
         return REGISTRY_CHECKS
@@ -218,21 +211,26 @@ def _kind(uid: str, manifest: dict) -> str:
 
 
 def dbt_nodes(target: Path) -> list[dict]:
+    """Each node dbt ran: its kind, start and end (epoch s), and its compile and execute time."""
     results = json.loads((target / "run_results.json").read_text())["results"]
     manifest = json.loads((target / "manifest.json").read_text())
     out = []
     for r in results:
-        spans = [t for t in r.get("timing", []) if t.get("started_at")]
+        spans = {t["name"]: t for t in r.get("timing", []) if t.get("started_at")}
         if not spans:
             continue  # skipped: never ran
+        secs = {k: _epoch(t["completed_at"]) - _epoch(t["started_at"]) for k, t in spans.items()}
         out.append(
             {
+                "name": r["unique_id"].split(".")[2],
                 "unique_id": r["unique_id"],
                 "kind": _kind(r["unique_id"], manifest),
                 "status": r["status"],
                 "execution_time": r["execution_time"],
-                "start": min(_epoch(t["started_at"]) for t in spans),
-                "end": max(_epoch(t["completed_at"]) for t in spans),
+                "compile_s": secs.get("compile", 0.0),
+                "execute_s": secs.get("execute", 0.0),
+                "start": min(_epoch(t["started_at"]) for t in spans.values()),
+                "end": max(_epoch(t["completed_at"]) for t in spans.values()),
             }
         )
     return out
@@ -265,9 +263,10 @@ def make_project(root: Path) -> Session:
         shutil.copytree(ROOT / name, root / name, ignore=ignore)
     warehouse = root / "warehouse" / "mlsm.duckdb"
     warehouse.parent.mkdir(parents=True)
+    # The demo's definitions as imported here, not from `root` (which holds no models_py).
     p = Project(root, "models_py:PROJECT", root / "dbt_project", warehouse)
-    p._definitions = models_py.PROJECT  # the demo's definitions, not imported from `root`
-    return Session(p, say=lambda m: say(f"    {m}"), actor="bench")
+    p._definitions = models_py.PROJECT
+    return Session(p, say=lambda m: st.say(f"    {m}"), actor="bench")
 
 
 def load(s: Session, rows: int, seed: int) -> float:
@@ -277,12 +276,12 @@ def load(s: Session, rows: int, seed: int) -> float:
         _, load_s = st.timed(lambda: load_leads(con, table))
     finally:
         con.close()
-    say(f"  generated {rows:,} leads (seed {seed}) in {gen_s:.1f} s, loaded in {load_s:.1f} s")
+    st.say(f"  generated {rows:,} leads (seed {seed}) in {gen_s:.1f} s, loaded in {load_s:.1f} s")
     return gen_s + load_s
 
 
 def command(name: str, fn: Callable[[], Any]) -> dict:
-    say(f"mlsm {name}")
+    st.say(f"mlsm {name}")
     REC.reset()
     out, total = st.timed(fn)
     phases = dict(REC.phases)
@@ -291,10 +290,6 @@ def command(name: str, fn: Callable[[], Any]) -> dict:
 
 
 # -- the chosen routes, outside dbt -----------------------------------------------------------
-def _q(name: str) -> exp.Column:
-    return exp.column(name, quoted=True)
-
-
 def population(m: Any) -> exp.Select:
     q = exp.select(exp.Star()).from_(exp.to_table(m.features))
     return q.where(m.population) if m.population else q
@@ -304,39 +299,38 @@ def registered_select(fit: dict, m: Any) -> str:
     """The registered scoring SQL over the model's population, as dbt runs it: the fit's dbt
     body with the relation placeholder filled and its Jinja escapes of braces undone."""
     body = re.sub(r"\{\{ '([{}])' \}\}", r"\1", fit["dbt_sql"])
-    rel = population(m).subquery("population").sql("duckdb")
     assert body.count(compiled.RELATION) == 1
-    return body.replace(compiled.RELATION, rel)
+    return body.replace(compiled.RELATION, population(m).subquery("population").sql("duckdb"))
 
 
 def diff_vs_dbt(raw: Any, table: str, dbt_table: str, key: str) -> tuple[float, int, int]:
     a, b = exp.column("score", table="a"), exp.column("score", table="b")
+    diff = exp.func("max", exp.Abs(this=exp.Sub(this=a, expression=b)))
     q = (
-        exp.select(
-            exp.func("max", exp.Abs(this=exp.Sub(this=a, expression=b))), exp.Count(this=exp.Star())
-        )
+        exp.select(diff, exp.Count(this=exp.Star()))
         .from_(exp.to_table(table).as_("a"))
         .join(exp.to_table(dbt_table).as_("b"), using=[key])
     )
-    diff, matched = raw.execute(q.sql("duckdb")).fetchone()
+    worst, matched = raw.execute(q.sql("duckdb")).fetchone()
     count = exp.select(exp.Count(this=exp.Star())).from_(exp.to_table(dbt_table))
-    return float(diff or 0.0), matched, raw.execute(count.sql("duckdb")).fetchone()[0]
+    return float(worst or 0.0), matched, raw.execute(count.sql("duckdb")).fetchone()[0]
 
 
 def score_routes(s: Session) -> list[dict]:
     """Every fit the daily build scores, on its chosen route, once (st.RUNS is 1 here)."""
+    # Not read-only: dbt-duckdb keeps the warehouse open in this process, and DuckDB refuses a
+    # second connection to one file with a different configuration.
     raw = st.connect(s.project.warehouse)
     out = []
     try:
         for sc in scored_fits(raw, s.defs):
             m, fit = sc.model, sc.fit
             if fit["route"] == "sql":
-                secs = st.sql_path(raw, registered_select(fit, m))
-                table = st.SQL_TABLE
+                secs, table = st.sql_path(raw, registered_select(fit, m)), st.SQL_TABLE
             else:
                 path = artifacts.resolve(s.project.warehouse, fit["artifact_path"])
-                rel = raw.sql(population(m).sql("duckdb"))
                 consts = {"fit_id": fit["fit_id"], "model_name": m.name, "model_version": m.version}
+                rel = raw.sql(population(m).sql("duckdb"))
                 secs = st.python_model_path(
                     raw, m, path, fit["artifact_sha256"], relation=rel, constants=consts
                 )
@@ -345,13 +339,8 @@ def score_routes(s: Session) -> list[dict]:
             if matched != dbt_rows:
                 raise SystemExit(f"{sc.dbt_name}: {matched:,} of dbt's {dbt_rows:,} rows matched")
             out.append(
-                {
-                    "name": sc.dbt_name,
-                    "route": fit["route"],
-                    "seconds": secs,
-                    "rows": matched,
-                    "max_abs_diff_vs_dbt": diff,
-                }
+                {"name": sc.dbt_name, "route": fit["route"], "seconds": secs, "rows": matched}
+                | {"max_abs_diff_vs_dbt": diff}
             )
         for table in (st.SQL_TABLE, st.PYMODEL_TABLE):
             raw.execute(f"drop table if exists {table}")
@@ -360,95 +349,67 @@ def score_routes(s: Session) -> list[dict]:
     return out
 
 
-def population_rows(s: Session) -> int:
-    # Not read-only: dbt-duckdb keeps the warehouse open in this process, and DuckDB refuses a
-    # second connection to one file with a different configuration.
-    raw = st.connect(s.project.warehouse)
-    try:
-        m = s.defs.models[0]
-        q = exp.select(exp.Count(this=exp.Star())).from_(population(m).subquery("p"))
-        return raw.execute(q.sql("duckdb")).fetchone()[0]
-    finally:
-        raw.close()
-
-
 # -- report -----------------------------------------------------------------------------------
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def header(args: argparse.Namespace, scored: int) -> list[str]:
-    versions = ", ".join(
-        f"{p} {md.version(p)}" for p in ("duckdb", "dbt-core", "dbt-duckdb", "scikit-learn")
-    )
-    return [
-        f"mlsm lifecycle: {args.rows:,} leads; {scored:,} open leads scored per fit (population "
-        f"{models_py.PROJECT.models[0].population!r}); best of {args.runs} for the daily build "
-        "and the routes",
-        f"{versions}, python {platform.python_version()}; {os.cpu_count()} cores; dbt threads 2, "
-        f"DuckDB threads {st.THREADS}",
-    ]
-
-
 def phase_table(cmds: dict[str, dict]) -> list[str]:
-    cols = list(cmds)
-    head = f"{'phase (s)':<40}" + "".join(f"{c:>10}" for c in cols)
+    head = f"{'phase (s)':<40}" + "".join(f"{c:>10}" for c in cmds)
     lines = [head, "-" * len(head)]
     for phase in [*PHASES, OTHER]:
-        vals = [cmds[c]["phases"].get(phase) for c in cols]
-        if all(v is None for v in vals):
-            continue
-        lines.append(
-            f"{phase:<40}" + "".join(f"{v:>10.2f}" if v is not None else f"{'-':>10}" for v in vals)
-        )
-    lines.append(f"{'total':<40}" + "".join(f"{cmds[c]['total']:>10.2f}" for c in cols))
-    return lines
+        vals = [c["phases"].get(phase) for c in cmds.values()]
+        if any(v is not None for v in vals):
+            cells = [f"{v:>10.2f}" if v is not None else f"{'-':>10}" for v in vals]
+            lines.append(f"{phase:<40}" + "".join(cells))
+    return [*lines, f"{'total':<40}" + "".join(f"{c['total']:>10.2f}" for c in cmds.values())]
 
 
-def daily_table(daily: dict, routes: list[dict], dbt_nodes: list[dict], scored: int) -> list[str]:
-    in_dbt = {n["unique_id"].rsplit(".", 1)[-1]: n["execution_time"] for n in dbt_nodes}
+def daily_table(daily: dict, routes: list[dict], scored: int) -> list[str]:
+    nodes = {n["name"]: n for n in daily["dbt_runs"][-1].nodes}
     lines = [
         f"daily build vs the chosen routes over the same {scored:,} open leads (lead_features "
         "filtered by each model's population, as the generated models read it)",
-        f"  {'score model':<34} {'route':<6} {'rows':>9} {'chosen s':>9} {'in dbt s':>9} "
-        f"{'max|diff|':>9}",
+        f"  {'score model':<32} {'route':<6} {'rows':>9} {'chosen s':>9} {'in dbt s':>9} "
+        f"{'(compile':>9} {'execute)':>9} {'max|diff|':>9}",
     ]
+    sums = [0.0, 0.0, 0.0, 0.0]
     for r in routes:
+        n = nodes[r["name"]]
+        vals = [r["seconds"], n["execution_time"], n["compile_s"], n["execute_s"]]
+        sums = [a + b for a, b in zip(sums, vals, strict=True)]
         lines.append(
-            f"  {r['name']:<34} {r['route']:<6} {r['rows']:>9,} {r['seconds']:>9.3f} "
-            f"{in_dbt.get(r['name'], float('nan')):>9.3f} {r['max_abs_diff_vs_dbt']:>9.1e}"
+            f"  {r['name']:<32} {r['route']:<6} {r['rows']:>9,} "
+            + " ".join(f"{v:>9.3f}" for v in vals)
+            + f" {r['max_abs_diff_vs_dbt']:>9.1e}"
         )
-    chosen = sum(r["seconds"] for r in routes)
-    node_s = sum(in_dbt.get(r["name"], 0.0) for r in routes)
-    lines.append(f"  {'sum':<34} {'':<6} {'':>9} {chosen:>9.3f} {node_s:>9.3f}")
+    lines.append(f"  {'sum':<32} {'':<6} {'':>9} " + " ".join(f"{v:>9.3f}" for v in sums))
     lines.append(
-        f"daily build {daily['total']:.2f} s / sum of chosen routes {chosen:.3f} s = "
-        f"{daily['total'] / chosen:.1f}x (goal <= 1.5x)"
+        f"daily build {daily['total']:.2f} s / sum of chosen routes {sums[0]:.3f} s = "
+        f"{daily['total'] / sums[0]:.1f}x (goal <= 1.5x)"
     )
     lines.append("where the daily build's time goes (s; concurrent dbt nodes share the wall time):")
-    for name, secs in daily["where"].items():
-        lines.append(f"  {name:<64} {secs:>7.2f}")
-    lines.append(f"  {'total':<64} {daily['total']:>7.2f}")
-    return lines
+    lines += [f"  {name:<64} {secs:>7.2f}" for name, secs in daily["where"].items()]
+    return [*lines, f"  {'total':<64} {daily['total']:>7.2f}"]
 
 
 def where(daily: dict) -> dict[str, float]:
     parts = dbt_breakdown(daily["dbt_runs"][-1])
-    ph = daily["phases"]
-    parts[PUBLISH] = ph.get(PUBLISH, 0.0)
-    parts["write generated files, lock, registry, other"] = ph.get(WRITE, 0.0) + ph[OTHER]
+    parts[PUBLISH] = daily["phases"].get(PUBLISH, 0.0)
+    parts["write generated files, lock, registry, other"] = (
+        daily["phases"].get(WRITE, 0.0) + daily["phases"][OTHER]
+    )
     return parts
 
 
 def summary(rows: int, scored: int, daily: dict, routes: list[dict]) -> str:
     chosen = sum(r["seconds"] for r in routes)
-    w = daily["where"]
-    big = sorted(w.items(), key=lambda kv: -kv[1])[:4]
-    rest = "; ".join(f"{k.split(' (')[0].split(':')[0]} {v:.1f} s" for k, v in big)
+    big = sorted(daily["where"].items(), key=lambda kv: -kv[1])[:4]
+    parts = "; ".join(f"{re.split(r'[:(]', k)[0].strip()} {v:.1f} s" for k, v in big)
     return (
         f"summary: daily build of {rows:,} leads ({scored:,} open, {len(routes)} fits) "
         f"{daily['total']:.1f} s vs {chosen:.2f} s of chosen-route scoring = "
-        f"{daily['total'] / chosen:.1f}x (goal <= 1.5x); largest parts: {rest}"
+        f"{daily['total'] / chosen:.1f}x (goal <= 1.5x); largest parts: {parts}"
     )
 
 
@@ -466,69 +427,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--rows must be at least 1000 (the models' time split needs a year of leads)")
     if args.runs < 1:
         ap.error("--runs must be at least 1")
+    if args.workdir and Path(args.workdir).exists() and any(Path(args.workdir).iterdir()):
+        ap.error(f"--workdir {args.workdir} is not empty")
     return args
 
 
 def run(args: argparse.Namespace, root: Path) -> dict:
     s = make_project(root)
-    say(f"project {root} (dbt project, macros and warehouse copied or created there)")
-    load_s = load(s, args.rows, args.seed)
+    st.say(f"project in {root}")
+    res: dict[str, Any] = {"load_s": load(s, args.rows, args.seed)}
     cmds = {
         "train": command("train", lambda: lifecycle.run_train(s)),
         "build": command("build", lambda: build_flow.run_build(s)),
     }
-    say("fresh data for the retrain")
-    reload_s = load(s, args.rows, args.retrain_seed)
+    st.say("fresh data for the retrain")
+    res["reload_s"] = load(s, args.rows, args.retrain_seed)
     cmds["retrain"] = command("retrain", lambda: lifecycle.run_retrain(s))
-    outcomes = [f"{o.model} {o.outcome}" for o in cmds["retrain"]["result"]]
+    res["outcomes"] = [f"{o.model} {o.outcome}" for o in cmds["retrain"]["result"]]
+    res["load_before_daily"] = loadavg()
     dailies, route_runs = [], []
-    load_before = loadavg()
-    st.RUNS = 1  # score_throughput's best_of: this script keeps the best of --runs itself
+    st.RUNS = 1  # score_throughput's best_of: the best of --runs is kept here, interleaved
     for i in range(1, args.runs + 1):
         dailies.append(command(f"build (daily {i}/{args.runs})", lambda: build_flow.run_build(s)))
-        say(f"chosen routes, run {i}/{args.runs}")
+        st.say(f"chosen routes, run {i}/{args.runs}")
         route_runs.append(score_routes(s))
-    daily = min(dailies, key=lambda d: d["total"])
-    cmds["daily"] = daily
+    cmds["daily"] = daily = min(dailies, key=lambda d: d["total"])
     daily["where"] = where(daily)
     routes = [min(rs, key=lambda r: r["seconds"]) for rs in zip(*route_runs, strict=True)]
-    return {
-        "cmds": cmds,
-        "daily": daily,
-        "dailies": [d["total"] for d in dailies],
-        "routes": routes,
-        "scored": population_rows(s),
-        "load_s": load_s,
-        "reload_s": reload_s,
-        "outcomes": outcomes,
-        "load_before_daily": load_before,
-    }
+    scored = {r["rows"] for r in routes}
+    if scored != {daily["result"]["rows_scored"]}:
+        raise SystemExit(f"rows scored per fit {scored} vs {daily['result']['rows_scored']:,}")
+    return res | {"cmds": cmds, "dailies": [d["total"] for d in dailies], "routes": routes}
 
 
-def main(argv: list[str] | None = None) -> int:
-    # ColumnTransformer hands LightGBM a numpy array; names were checked one step earlier.
-    warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
-    args = parse_args(argv)
-    t0 = time.perf_counter()
-    load_start = loadavg()
-    undo = instrument()
-    try:
-        if args.workdir:
-            root = Path(args.workdir).resolve()
-            if root.exists() and any(root.iterdir()):
-                raise SystemExit(f"--workdir {root} is not empty")
-            root.mkdir(parents=True, exist_ok=True)
-            res = run(args, root)
-        else:
-            with tempfile.TemporaryDirectory(prefix="mlsm_lifecycle_") as tmp:
-                res = run(args, Path(tmp))
-    finally:
-        for owner, name, fn in reversed(undo):
-            setattr(owner, name, fn)
-    elapsed = time.perf_counter() - t0
-    daily, routes = res["daily"], res["routes"]
-    lines = [
-        *header(args, res["scored"]),
+def report(args: argparse.Namespace, res: dict, load_start: str, elapsed: float) -> list[str]:
+    daily, routes = res["cmds"]["daily"], res["routes"]
+    scored = routes[0]["rows"]
+    versions = ", ".join(
+        f"{p} {md.version(p)}" for p in ("duckdb", "dbt-core", "dbt-duckdb", "scikit-learn")
+    )
+    return [
+        f"mlsm lifecycle: {args.rows:,} leads; {scored:,} open leads scored per fit (population "
+        f"{models_py.PROJECT.models[0].population!r}); best of {args.runs} for the daily build "
+        "and the routes",
+        f"{versions}, python {platform.python_version()}; {os.cpu_count()} cores; dbt threads 2, "
+        f"DuckDB threads {st.THREADS}",
         f"load average (1/5/15 min): start {load_start}, before the daily builds "
         f"{res['load_before_daily']}, end {loadavg()}",
         f"data: generate + load {res['load_s']:.1f} s, fresh data {res['reload_s']:.1f} s; "
@@ -536,32 +479,48 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{t:.2f}" for t in res["dailies"])
         + " s",
         *phase_table(res["cmds"]),
-        *daily_table(daily, routes, daily["dbt_runs"][-1].nodes, res["scored"]),
-        summary(args.rows, res["scored"], daily, routes),
+        *daily_table(daily, routes, scored),
+        summary(args.rows, scored, daily, routes),
         f"total runtime {elapsed:.0f} s",
     ]
-    say("")
+
+
+def main(argv: list[str] | None = None) -> int:
+    # ColumnTransformer hands LightGBM a numpy array; names were checked one step earlier.
+    warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
+    args = parse_args(argv)
+    t0, load_start = time.perf_counter(), loadavg()
+    undo = instrument()
+    try:
+        if args.workdir:
+            Path(args.workdir).mkdir(parents=True, exist_ok=True)
+            res = run(args, Path(args.workdir).resolve())
+        else:
+            with tempfile.TemporaryDirectory(prefix="mlsm_lifecycle_") as tmp:
+                res = run(args, Path(tmp))
+    finally:
+        for owner, name, fn in reversed(undo):
+            setattr(owner, name, fn)
+    lines = report(args, res, load_start, time.perf_counter() - t0)
+    st.say("")
     for line in lines:
-        say(line)
+        st.say(line)
     if args.out:
+        daily = res["cmds"]["daily"]
         doc = {
             "report": lines,
             "rows": args.rows,
-            "scored_rows": res["scored"],
             "commands": {
                 k: {"total_s": v["total"], "phases_s": v["phases"]} for k, v in res["cmds"].items()
             },
             "daily_builds_s": res["dailies"],
             "daily_where_s": daily["where"],
             "daily_dbt_nodes": daily["dbt_runs"][-1].nodes,
-            "routes": routes,
-            "ratio_daily_to_chosen": daily["total"] / sum(r["seconds"] for r in routes),
-            "total_runtime_s": elapsed,
+            "routes": res["routes"],
+            "ratio_daily_to_chosen": daily["total"] / sum(r["seconds"] for r in res["routes"]),
         }
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-        say(f"wrote {out}")
+        Path(args.out).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        st.say(f"wrote {args.out}")
     return 0
 
 
