@@ -170,6 +170,7 @@ PIPELINE_CASES = [
 
 LINEAR_REGRESSORS = ("linear", "ridge", "lasso", "elasticnet")
 
+
 def _case_marks(case_id: str) -> list:
     return []
 

@@ -9,8 +9,14 @@ from mlsm_py.spec import Field, Model, SummaryModel, TimeSplit, check_project
 
 def _model(name="m1", status="live", **kw):
     args = dict(
-        name=name, version=1, status=status, features="feats", key="id", target="y",
-        fields=(Field("x", "double"),), estimator=LogisticRegression(),
+        name=name,
+        version=1,
+        status=status,
+        features="feats",
+        key="id",
+        target="y",
+        fields=(Field("x", "double"),),
+        estimator=LogisticRegression(),
         split=TimeSplit("created_at"),
     )
     args.update(kw)

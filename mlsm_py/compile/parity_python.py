@@ -73,9 +73,7 @@ def check_parity_python(
         assembled = assemble(estimator)
     except UnsupportedError:
         assembled = None
-    types = (
-        input_types(assembled, holdout) if assembled is not None else _types(estimator, holdout)
-    )
+    types = input_types(assembled, holdout) if assembled is not None else _types(estimator, holdout)
     rows: list[dict] = _records(holdout, types) if holdout is not None and len(holdout) else []
     if assembled is not None:
         rows.extend(adversarial_rows(assembled, rows[:5], types))

@@ -11,13 +11,13 @@ import pyarrow.csv as pacsv
 from mlsm_py.demo.data import generate_leads
 from mlsm_py.errors import MlsmError
 
-PYPROJECT = '''\
+PYPROJECT = """\
 # An mlsm project: `mlsm train`, `mlsm build`, `mlsm retrain` read this table.
 [tool.mlsm]
 definitions = "definitions:PROJECT"   # module:ATTRIBUTE, imported from this directory
 dbt_project = "dbt"
 warehouse = "warehouse/mlsm.duckdb"   # $MLSM_WAREHOUSE overrides; relative to this directory
-'''
+"""
 
 DEFINITIONS = '''\
 """This project's models. mlsm imports PROJECT (pyproject.toml, [tool.mlsm] definitions)."""
@@ -96,7 +96,7 @@ PROJECT = Definitions(
 )
 '''
 
-DBT_PROJECT = '''\
+DBT_PROJECT = """\
 name: mlsm_project
 version: "0.1.0"
 config-version: 2
@@ -136,9 +136,9 @@ models:
     scores:
       +materialized: table
       +schema: audit
-'''
+"""
 
-PROFILES = '''\
+PROFILES = """\
 # The warehouse path comes from MLSM_WAREHOUSE; `mlsm` sets it to an absolute path.
 mlsm:
   target: duckdb
@@ -147,15 +147,15 @@ mlsm:
       type: duckdb
       path: "{{ env_var('MLSM_WAREHOUSE', '../warehouse/mlsm.duckdb') }}"
       threads: 2
-'''
+"""
 
-PACKAGES = '''\
+PACKAGES = """\
 # The mlsm macro package, shipped with mlsm; `mlsm` sets MLSM_DBT_PACKAGE to where it is.
 packages:
   - local: "{{ env_var('MLSM_DBT_PACKAGE') }}"
-'''
+"""
 
-SCHEMA_NAME = '''\
+SCHEMA_NAME = """\
 {#- Custom schemas are used as named (raw, audit), not prefixed with the target schema. -#}
 {% macro generate_schema_name(custom_schema_name, node) -%}
     {%- if custom_schema_name is none -%}
@@ -164,9 +164,9 @@ SCHEMA_NAME = '''\
         {{ custom_schema_name | trim }}
     {%- endif -%}
 {%- endmacro %}
-'''
+"""
 
-STAGING = '''\
+STAGING = """\
 with
 
 source as (
@@ -193,9 +193,9 @@ renamed as (
 )
 
 select * from renamed
-'''
+"""
 
-STAGING_YML = '''\
+STAGING_YML = """\
 version: 2
 
 models:
@@ -209,9 +209,9 @@ models:
       - name: created_at
         data_tests:
           - not_null
-'''
+"""
 
-FEATURES = '''\
+FEATURES = """\
 with
 
 leads as (
@@ -238,21 +238,29 @@ final as (
 )
 
 select * from final
-'''
+"""
 
 GITIGNORE = "warehouse/\nlogs/\ndbt/target/\ndbt/dbt_packages/\ndbt/logs/\ndbt/package-lock.yml\n"
 
 SAMPLE_COLUMNS = [
-    "lead_id", "created_at", "country", "source_channel", "visits", "pages_viewed",
-    "quotes_requested", "session_minutes", "converted",
+    "lead_id",
+    "created_at",
+    "country",
+    "source_channel",
+    "visits",
+    "pages_viewed",
+    "quotes_requested",
+    "session_minutes",
+    "converted",
 ]
 
 
 def init(directory: Path, rows: int = 5000, seed: int = 42) -> Path:
     root = directory.resolve()
     if root.exists() and any(root.iterdir()):
-        raise MlsmError(f"{root} is not empty; mlsm init writes a new project into an empty "
-                        "or new directory")
+        raise MlsmError(
+            f"{root} is not empty; mlsm init writes a new project into an empty or new directory"
+        )
     files = {
         "pyproject.toml": PYPROJECT,
         "definitions.py": DEFINITIONS,
