@@ -257,10 +257,15 @@ def dbt_breakdown(run: DbtRun) -> dict[str, float]:
 
 
 # -- the project ------------------------------------------------------------------------------
-def make_project(root: Path) -> Session:
+def make_project(root: Path, dbt_threads: int | None) -> Session:
     ignore = shutil.ignore_patterns("target", "logs", "dbt_packages", "package-lock.yml")
     for name in ("dbt_project", "macros"):
         shutil.copytree(ROOT / name, root / name, ignore=ignore)
+    if dbt_threads is not None:  # the copy's profile only
+        profile = root / "dbt_project" / "profiles.yml"
+        text, n = re.subn(r"threads: \d+", f"threads: {dbt_threads}", profile.read_text())
+        assert n == 1, f"{profile}: no single `threads:` setting to change"
+        profile.write_text(text)
     warehouse = root / "warehouse" / "mlsm.duckdb"
     warehouse.parent.mkdir(parents=True)
     # The demo's definitions as imported here, not from `root` (which holds no models_py).
@@ -421,6 +426,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=42, help="seed of the first data set")
     ap.add_argument("--retrain-seed", type=int, default=43, help="seed of the fresh data")
     ap.add_argument("--workdir", help="build the project here and keep it (default: a temp dir)")
+    ap.add_argument("--dbt-threads", type=int, help="dbt threads (default: the profile's, 2)")
     ap.add_argument("--out", help="also write the results as JSON to this file")
     args = ap.parse_args(argv)
     if args.rows < 1000:
@@ -433,7 +439,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, root: Path) -> dict:
-    s = make_project(root)
+    s = make_project(root, args.dbt_threads)
     st.say(f"project in {root}")
     res: dict[str, Any] = {"load_s": load(s, args.rows, args.seed)}
     cmds = {
@@ -470,8 +476,8 @@ def report(args: argparse.Namespace, res: dict, load_start: str, elapsed: float)
         f"mlsm lifecycle: {args.rows:,} leads; {scored:,} open leads scored per fit (population "
         f"{models_py.PROJECT.models[0].population!r}); best of {args.runs} for the daily build "
         "and the routes",
-        f"{versions}, python {platform.python_version()}; {os.cpu_count()} cores; dbt threads 2, "
-        f"DuckDB threads {st.THREADS}",
+        f"{versions}, python {platform.python_version()}; {os.cpu_count()} cores; dbt threads "
+        f"{args.dbt_threads or 2}, DuckDB threads {st.THREADS}",
         f"load average (1/5/15 min): start {load_start}, before the daily builds "
         f"{res['load_before_daily']}, end {loadavg()}",
         f"data: generate + load {res['load_s']:.1f} s, fresh data {res['reload_s']:.1f} s; "
@@ -506,18 +512,14 @@ def main(argv: list[str] | None = None) -> int:
     for line in lines:
         st.say(line)
     if args.out:
-        daily = res["cmds"]["daily"]
-        doc = {
-            "report": lines,
-            "rows": args.rows,
+        cmds, daily = res["cmds"], res["cmds"]["daily"]
+        doc = {"report": lines, "rows": args.rows, "daily_builds_s": res["dailies"]} | {
             "commands": {
-                k: {"total_s": v["total"], "phases_s": v["phases"]} for k, v in res["cmds"].items()
+                k: {"total_s": v["total"], "phases_s": v["phases"]} for k, v in cmds.items()
             },
-            "daily_builds_s": res["dailies"],
             "daily_where_s": daily["where"],
             "daily_dbt_nodes": daily["dbt_runs"][-1].nodes,
             "routes": res["routes"],
-            "ratio_daily_to_chosen": daily["total"] / sum(r["seconds"] for r in res["routes"]),
         }
         Path(args.out).write_text(json.dumps(doc, indent=2, default=str) + "\n")
         st.say(f"wrote {args.out}")

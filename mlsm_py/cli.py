@@ -97,6 +97,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     for r in rows:
         for line in r["stale"]:
             _say(f"  stale: {r['model']}: {line}")
+    if rows and rows[0]["generated_files_out_of_date"]:
+        files = ", ".join(rows[0]["generated_files_out_of_date"])
+        _say(
+            f"  generated dbt files out of date with the registry ({files}): `mlsm build` "
+            "rewrites them"
+        )
     return 0
 
 

@@ -22,17 +22,9 @@ from lightgbm import LGBMModel
 from mlsm_py.compile.assemblers import class_label, output_name
 from mlsm_py.compile.assemblers.lightgbm import pandas_categories
 from mlsm_py.errors import UnsupportedError
+from mlsm_py.estimator import task_of
 
 BATCH_ROWS = 100_000
-
-
-def task_of(estimator: Any) -> str:
-    """The same task names as `Assembled.task`, read from the estimator's public API."""
-    if not hasattr(estimator, "classes_"):
-        return "regressor"
-    if not hasattr(estimator, "predict_proba"):
-        return "decision"
-    return "classifier" if len(estimator.classes_) == 2 else "multiclass"
 
 
 def input_names(estimator: Any) -> list[str]:

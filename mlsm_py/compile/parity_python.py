@@ -30,8 +30,9 @@ from mlsm_py.compile.parity import (
     input_types,
 )
 from mlsm_py.errors import UnsupportedError
+from mlsm_py.estimator import task_of
 from mlsm_py.frames import arrow_rows
-from mlsm_py.pyscore import input_names, output_columns, score_relation, task_of
+from mlsm_py.pyscore import input_names, output_columns, score_relation
 
 
 def _types(estimator: Any, holdout: pd.DataFrame | None) -> dict[str, str]:

@@ -111,6 +111,45 @@ def rollback(s: Session, model: str) -> str:
     return f"{m.name}: fit {previous} is the champion again (was {current})"
 
 
+def _published_status(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    q = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
+    if not con.execute(q, ["published", "scores"]).fetchone()[0]:
+        return {}
+    return dict(
+        con.execute("select distinct model_name, model_status from published.scores").fetchall()
+    )
+
+
+def stale(s: Session, con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Per model, what the definitions say that the registry or the last publication does
+    not reflect yet: an untrained or changed definition, a status edited since the last build."""
+    published = _published_status(con)
+    out: dict[str, list[str]] = {}
+    for m in s.defs.models:
+        al = store.aliases(con, m.name)
+        champ = store.get_fit(con, al[store.CHAMPION]) if store.CHAMPION in al else None
+        lines = []
+        if champ is None:
+            lines.append(f"not trained: run `mlsm train {m.name}`")
+        elif champ["model_version"] != m.version:
+            lines.append(
+                f"the champion is v{champ['model_version']}, the definition "
+                f"v{m.version}: train it (`mlsm train {m.name}`)"
+            )
+        elif champ["definition_hash"] != definition_hash(m):
+            lines.append(
+                f"definition changed since champion {champ['fit_id']} was trained; "
+                f"it still scores until `mlsm train {m.name}` or `mlsm retrain`"
+            )
+        if m.name in published and published[m.name] != m.status:
+            lines.append(
+                f"status is {m.status} in the definitions, {published[m.name]} in the "
+                "published scores: the next `mlsm build` applies it"
+            )
+        out[m.name] = lines
+    return out
+
+
 def status(s: Session) -> list[dict[str, Any]]:
     """One row per defined model: what scores it in production and whether that is stale."""
     if not s.project.warehouse.is_file():
@@ -119,27 +158,12 @@ def status(s: Session) -> list[dict[str, Any]]:
         out = []
         files = writer.render(s.defs, scored_fits(con, s.defs))
         on_disk = writer.existing(s.project.dbt_dir)
-        files_stale = files != on_disk
+        differ = sorted(str(p) for p in set(files) | set(on_disk) if files.get(p) != on_disk.get(p))
+        notes = stale(s, con)
         for m in s.defs.models:
             al = store.aliases(con, m.name)
             champ = store.get_fit(con, al[store.CHAMPION]) if store.CHAMPION in al else None
-            metrics = store.fit_metrics(con, champ["fit_id"]) if champ else {}
             last = store.last_decision(con, m.name)
-            stale = []
-            if champ is None:
-                stale.append("not trained: run `mlsm train " + m.name + "`")
-            else:
-                if champ["model_version"] != m.version:
-                    stale.append(
-                        f"champion is v{champ['model_version']}, definition is "
-                        f"v{m.version}: train it"
-                    )
-                elif champ["definition_hash"] != definition_hash(m):
-                    stale.append("definition changed since the champion was trained: train it")
-            if files_stale:
-                stale.append(
-                    "generated dbt files differ from the registry: `mlsm build` rewrites them"
-                )
             out.append(
                 {
                     "model": m.name,
@@ -150,14 +174,15 @@ def status(s: Session) -> list[dict[str, Any]]:
                     "trained_at": champ["trained_at"].isoformat() if champ else None,
                     "route": champ["route"] if champ else None,
                     "parity_max_abs_diff": champ["parity_max_abs_diff"] if champ else None,
-                    "metrics": metrics,
+                    "metrics": store.fit_metrics(con, champ["fit_id"]) if champ else {},
                     "last_decision": (
                         f"{last['outcome']} ({last['action']}, {last['decided_at']:%Y-%m-%d %H:%M}"
                         f" by {last['actor']})"
                         if last
                         else None
                     ),
-                    "stale": stale,
+                    "stale": notes[m.name],
+                    "generated_files_out_of_date": differ,
                 }
             )
     return out

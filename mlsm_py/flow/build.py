@@ -12,6 +12,7 @@ from sqlglot import exp
 
 from mlsm_py.dbt import runner
 from mlsm_py.errors import BuildError, MlsmError
+from mlsm_py.flow.aliases import stale
 from mlsm_py.flow.lock import hold
 from mlsm_py.flow.session import Session, sync_files
 from mlsm_py.registry import store
@@ -118,6 +119,9 @@ def build(s: Session, run_id: str | None = None, command: str = "build") -> dict
                 s.say(f"      {line} (rewritten from the registry)")
             if not store.aliases(con):
                 raise MlsmError("no model has been trained in this warehouse; run `mlsm train`")
+            for model, lines in stale(s, con).items():
+                for line in lines:
+                    s.say(f"      stale: {model}: {line}")
     t0 = time.perf_counter()
     try:
         outcome = runner.build(s.dbt, variables={"mlsm_run_id": run_id})
