@@ -13,9 +13,10 @@ from pathlib import Path
 from mlsm_py.errors import MlsmError, SpecError
 from mlsm_py.spec import Definitions
 
-KEYS = ("definitions", "dbt_project", "dbt_target", "warehouse", "warehouse_env")
+KEYS = ("definitions", "dbt_project", "dbt_target", "warehouse")
 DEFAULT_WAREHOUSE = "warehouse/mlsm.duckdb"
-DEFAULT_WAREHOUSE_ENV = "MLSM_WAREHOUSE"
+# The profile reads the same variable (mlsm sets it for every dbt run).
+WAREHOUSE_ENV = "MLSM_WAREHOUSE"
 
 
 @dataclass
@@ -81,11 +82,10 @@ def load(directory: str | Path | None = None, warehouse: str | None = None) -> P
     dbt_dir = (root / config.get("dbt_project", "dbt_project")).resolve()
     if not (dbt_dir / "dbt_project.yml").is_file():
         raise MlsmError(f"{source}: dbt_project {dbt_dir} has no dbt_project.yml")
-    env_name = config.get("warehouse_env", DEFAULT_WAREHOUSE_ENV)
     if warehouse:
         path = Path(warehouse).expanduser().resolve()
     else:
-        text = os.environ.get(env_name) or config.get("warehouse", DEFAULT_WAREHOUSE)
+        text = os.environ.get(WAREHOUSE_ENV) or config.get("warehouse", DEFAULT_WAREHOUSE)
         path = Path(text).expanduser()
         path = (path if path.is_absolute() else root / path).resolve()
     return Project(root, ref, dbt_dir, path, config.get("dbt_target"))

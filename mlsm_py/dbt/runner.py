@@ -4,8 +4,10 @@ dbt's own output goes to the project's log file unless `verbose`; the caller pri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,13 +65,36 @@ def _describe(result: Any) -> str:
 
 
 def run(ctx: DbtContext, args: list[str], variables: dict | None = None) -> BuildOutcome:
+    env = {
+        "MLSM_WAREHOUSE": str(Path(ctx.warehouse).resolve()),
+        "MLSM_DBT_PACKAGE": str(macro_package()),
+        "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1"),
+    }
+    with _environment(env):
+        return _invoke(ctx, args, variables)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """dbt reads the profile's env_var()s from the process environment; set them for this
+    invocation only, so one project's warehouse never leaks into the next command."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _invoke(ctx: DbtContext, args: list[str], variables: dict | None) -> BuildOutcome:
     import time
 
     from dbt.cli.main import dbtRunner
 
-    os.environ["MLSM_WAREHOUSE"] = str(Path(ctx.warehouse).resolve())
-    os.environ["MLSM_DBT_PACKAGE"] = str(macro_package())
-    os.environ.setdefault("DO_NOT_TRACK", "1")
     common = ["--project-dir", str(ctx.dbt_dir)]
     if (ctx.dbt_dir / "profiles.yml").is_file():
         common += ["--profiles-dir", str(ctx.dbt_dir)]

@@ -221,3 +221,17 @@ def write(dbt_dir: Path, files: Mapping[Path, str]) -> list[str]:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_checksum(text: str) -> str:
+    """The checksum dbt keeps for a model file (`node.checksum`): sha256 of the stripped text."""
+    return sha256(text.strip())
+
+
+def score_files(files: Mapping[Path, str], scored: Sequence[Scored]) -> dict[str, tuple[str, str]]:
+    """{path: (dbt checksum, fit id)} of the score models among `files`."""
+    out = {}
+    for s in scored:
+        rel = SCORES_DIR / f"{s.dbt_name}{s.suffix}"
+        out[rel.as_posix()] = (file_checksum(files[rel]), s.fit["fit_id"])
+    return out

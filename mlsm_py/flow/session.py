@@ -75,9 +75,13 @@ def scored_fits(
 def sync_files(
     s: Session, con: duckdb.DuckDBPyConnection, overlay: Overlay | None = None
 ) -> list[str]:
-    """Render the generated dbt files from the registry and write what differs."""
-    files = writer.render(s.defs, scored_fits(con, s.defs, overlay))
-    return writer.write(s.project.dbt_dir, files)
+    """Render the generated dbt files from the registry, write what differs, and record each
+    score model's checksum for the provenance test."""
+    scored = scored_fits(con, s.defs, overlay)
+    files = writer.render(s.defs, scored)
+    changed = writer.write(s.project.dbt_dir, files)
+    store.record_generated(con, writer.score_files(files, scored))
+    return changed
 
 
 def fit_row(c, actor: str, artifact_rel: str) -> dict:  # c: flow.compiled.Compiled

@@ -7,6 +7,8 @@ aliases         champion / challenger per model; exactly one champion per traine
 decisions       the audit trail: every promotion, refusal, rollback and forced change
 decision_metrics the metrics both fits were compared on, on the same rows, one row per metric
 builds          the publication log: one row per build, published or failed
+generated_files each generated score model file as mlsm last wrote it (path, sha256): the dbt
+                provenance test compares the file dbt reads with it
 pending         aliases a running `mlsm retrain` applies when (and only if) it publishes
 
 No primary keys: DuckDB checks them eagerly inside a transaction (a delete followed by an
@@ -99,6 +101,12 @@ TABLES = {
         failed_checks varchar,
         message varchar
     """,
+    "generated_files": """
+        path varchar not null,
+        sha256 varchar not null,
+        fit_id varchar,
+        written_at timestamptz not null
+    """,
     "pending": """
         run_id varchar not null,
         model_name varchar not null,
@@ -117,6 +125,7 @@ DESCRIPTIONS = {
     "decisions": "Audit trail: every promotion, refusal, rollback and forced change.",
     "decision_metrics": "The metrics of both fits a decision compared, on the same rows.",
     "builds": "Publication log: one row per build, published or failed.",
+    "generated_files": "Each generated score model as mlsm last wrote it: path and sha256.",
     "pending": "Aliases a running retrain applies when it publishes (empty between runs).",
     "pending_decisions": "Decisions a running retrain records when it publishes.",
 }

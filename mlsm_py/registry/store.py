@@ -284,6 +284,19 @@ def discard_pending(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -
         con.execute(f"delete from {SCHEMA}.{table} {where}", params)
 
 
+# -- generated files ----------------------------------------------------------------------------
+def record_generated(con: duckdb.DuckDBPyConnection, files: Mapping[str, tuple[str, str]]) -> None:
+    """{path: (sha256, fit id)} of every generated score model, replacing what was there."""
+    with transaction(con):
+        con.execute(f"delete from {SCHEMA}.generated_files")
+        for path, (sha, fit_id) in sorted(files.items()):
+            _insert(
+                con,
+                "generated_files",
+                {"path": path, "sha256": sha, "fit_id": fit_id, "written_at": now()},
+            )
+
+
 # -- the publication log ------------------------------------------------------------------------
 def record_build(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any]) -> None:
     _insert(con, "builds", row)

@@ -238,3 +238,25 @@ def test_immature_leads_are_left_out_of_training(lifecycle):
     assert (newest - row["matured_until"]).days == 30
     assert row["train_before"] < row["holdout_from"] <= row["matured_until"]
     assert np.isfinite(row["train_rows"]) and row["holdout_rows"] > 0
+
+
+def test_hand_edited_generated_model_fails_the_build(lifecycle):
+    """Same fit id, different SQL: the file dbt reads is compared with the checksum mlsm
+    recorded when it wrote it, so a hand edit (or a stale copy) is refused too."""
+    s = lifecycle
+    wh = s.project.warehouse
+    before = query(wh, "select run_id, count(*) from published.scores group by run_id")
+    path = s.project.dbt_dir / "models" / "scores" / "score__lead_a.sql"
+    original = path.read_text()
+    path.write_text(
+        original.replace("select", "select /* tuned by hand */", 1)
+        if "select" in original
+        else original.replace("SELECT", "SELECT 1 AS x,", 1)
+    )
+    assert path.read_text() != original
+    with pytest.raises(BuildError) as err:
+        runner.build(s.dbt)
+    assert "score__lead_a__fit_is_registered_champion" in str(err.value)
+    assert query(wh, "select run_id, count(*) from published.scores group by run_id") == before
+    run_build(s)  # rewritten from the registry, published again
+    assert path.read_text() == original
