@@ -11,7 +11,6 @@ import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +79,10 @@ def score_model(s: Scored) -> str:
     lines = [
         f"model: {m.name} v{m.version} ({m.status}), {s.alias}; reads {m.features}; key {m.key}"
         + (f"; population: {m.population}" if m.population else ""),
-        f"fit: {fit['fit_id']}, trained {fit['trained_at'].astimezone(UTC):%Y-%m-%d %H:%M} UTC on "
-        f"{fit['train_rows']:,} rows; estimator: {fit['estimator']}",
+        # What the fit is, never when or where it was registered: the same fit gives the same
+        # bytes in every warehouse.
+        f"fit: {fit['fit_id']}, trained on {fit['train_rows']:,} rows before "
+        f"{fit['train_before']:%Y-%m-%d}; estimator: {fit['estimator']}",
         f"route: {fit['route']}{reason}",
         f"fit body sha256: {fit['dbt_sql_sha256']}",
     ]

@@ -4,7 +4,7 @@ whose models are only partly trained."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from mlsm_py.dbt import writer
@@ -19,7 +19,7 @@ def _fit(fit_id: str, route: str = "sql") -> dict:
         "route": route,
         "route_reason": "test",
         "estimator": "X",
-        "trained_at": datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
+        "train_before": datetime(2026, 1, 2, 3, 4),
         "train_rows": 10,
         "dbt_sql": body,
         "dbt_sql_sha256": writer.sha256(body),

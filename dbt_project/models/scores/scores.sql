@@ -15,21 +15,9 @@ score__lead_forest as (
 
 ),
 
-score__lead_forest__challenger as (
-
-    select * from {{ ref('score__lead_forest__challenger') }}
-
-),
-
 score__lead_lgbm as (
 
     select * from {{ ref('score__lead_lgbm') }}
-
-),
-
-score__lead_lgbm__challenger as (
-
-    select * from {{ ref('score__lead_lgbm__challenger') }}
 
 ),
 
@@ -39,27 +27,15 @@ score__lead_logreg as (
 
 ),
 
-score__lead_logreg__challenger as (
-
-    select * from {{ ref('score__lead_logreg__challenger') }}
-
-),
-
 unioned as (
 
     select lead_id, model_name, model_version, fit_id, 'champion' as role, 'draft' as model_status, score from score__lead_extra_trees
     union all
     select lead_id, model_name, model_version, fit_id, 'champion' as role, 'live' as model_status, score from score__lead_forest
     union all
-    select lead_id, model_name, model_version, fit_id, 'challenger' as role, 'live' as model_status, score from score__lead_forest__challenger
-    union all
     select lead_id, model_name, model_version, fit_id, 'champion' as role, 'live' as model_status, score from score__lead_lgbm
     union all
-    select lead_id, model_name, model_version, fit_id, 'challenger' as role, 'live' as model_status, score from score__lead_lgbm__challenger
-    union all
     select lead_id, model_name, model_version, fit_id, 'champion' as role, 'live' as model_status, score from score__lead_logreg
-    union all
-    select lead_id, model_name, model_version, fit_id, 'challenger' as role, 'live' as model_status, score from score__lead_logreg__challenger
 
 ),
 
@@ -67,7 +43,7 @@ final as (
 
     select
         unioned.*,
-        '{{ invocation_id }}' as run_id
+        '{{ var("mlsm_run_id", invocation_id) }}' as run_id
     from unioned
 
 )
