@@ -273,12 +273,23 @@ def apply_pending(con: duckdb.DuckDBPyConnection, run_id: str, by: str) -> int:
         f"insert into {SCHEMA}.decisions select * from {SCHEMA}.pending_decisions where run_id = ?",
         [run_id],
     )
-    discard_pending(con, run_id)
+    _clear_pending(con, run_id)
     return len(rows)
 
 
 def discard_pending(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> None:
     """Forget a run's pending changes (None: every run's, e.g. of a run that was killed)."""
+    where, params = ("where run_id = ?", [run_id]) if run_id else ("", [])
+    # The metrics of decisions that never took effect go with them.
+    con.execute(
+        f"delete from {SCHEMA}.decision_metrics where decision_id in "
+        f"(select decision_id from {SCHEMA}.pending_decisions {where})",
+        params,
+    )
+    _clear_pending(con, run_id)
+
+
+def _clear_pending(con: duckdb.DuckDBPyConnection, run_id: str | None) -> None:
     where, params = ("where run_id = ?", [run_id]) if run_id else ("", [])
     for table in ("pending", "pending_decisions"):
         con.execute(f"delete from {SCHEMA}.{table} {where}", params)

@@ -190,3 +190,27 @@ def test_population_condition_rules():
     ):
         with pytest.raises(SpecError, match=why):
             check_condition("p", bad)
+
+
+def test_applied_decisions_keep_their_metrics_discarded_ones_lose_them(tmp_path):
+    con = store.connect(tmp_path / "w.duckdb")
+    for run, fit in (("kept_run", "a"), ("dropped_run", "b")):
+        d = store.Decision("m", "retrain", "factory", "promoted", "r", to_fit=fit, run_id=run)
+        with store.transaction(con):
+            store.record_decision(
+                con, d, {"challenger": {"fit_id": fit, "roc_auc": 0.8}}, pending=True
+            )
+            store.add_pending(con, run, "m", store.CHAMPION, fit, d.decision_id)
+    with store.transaction(con):
+        store.apply_pending(con, "kept_run", "factory")
+        store.discard_pending(con, "dropped_run")
+    history = store.history(con, "m")
+    assert [h["to_fit"] for h in history] == ["a"]
+    assert history[0]["compared"] == [
+        {"role": "challenger", "fit_id": "a", "metric": "roc_auc", "value": 0.8}
+    ]
+    (orphans,) = con.execute(
+        "select count(*) from mlsm_registry.decision_metrics where fit_id = 'b'"
+    ).fetchone()
+    assert orphans == 0 and store.aliases(con, "m") == {store.CHAMPION: "a"}
+    con.close()
