@@ -38,8 +38,9 @@ class DbtContext:
 
 
 def macro_package() -> Path:
-    """The `mlsm` dbt macro package shipped beside the framework (`macros/` in the repo)."""
-    return Path(__file__).resolve().parents[2] / "macros"
+    """The `mlsm` dbt macro package: `macros/` of the repository, linked into the package as
+    `mlsm_py/dbt/macros` so that the wheel carries it."""
+    return (Path(__file__).parent / "macros").resolve()
 
 
 def _describe(result: Any) -> str:
