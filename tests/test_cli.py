@@ -154,3 +154,40 @@ def test_parity_failure_registers_nothing(tmp_path, monkeypatch, capsys):
     after = {f.name: f.read_bytes() for f in scores_dir.iterdir()}
     assert not any(n.startswith("score__") for n in after)  # only what the registry holds
     assert set(after) <= set(before)
+
+
+def test_an_open_reader_is_named_before_anything_runs(demo):
+    """DuckDB admits one writer: a notebook holding the file open makes `mlsm build` stop at
+    once with one line, before dbt runs, and the published rows stay as they were."""
+    import subprocess
+    import sys
+
+    root, _ = demo
+    wh = root / "warehouse" / "mlsm.duckdb"
+    before = query(wh, "select run_id, count(*) from published.scores group by run_id")
+    code = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print('open', flush=True); time.sleep(120)"
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", code, str(wh)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        out = mlsm("build", cwd=root)
+    finally:
+        reader.kill()
+        reader.wait()
+    assert out.returncode == 1
+    assert f"is open by process {reader.pid}" in out.stderr and "nothing was run" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert query(wh, "select run_id, count(*) from published.scores group by run_id") == before
+
+
+def test_a_mistyped_warehouse_is_not_created(demo, tmp_path):
+    root, _ = demo
+    typo = tmp_path / "wharehouse" / "mlsm.duckdb"
+    for verb in (("build",), ("retrain",), ("status",), ("promote", "lead_lgbm")):
+        out = mlsm(*verb, "--warehouse", str(typo), cwd=root)
+        assert out.returncode == 1 and f"warehouse {typo} does not exist" in out.stderr, verb
+    assert not typo.exists() and not typo.parent.exists()

@@ -43,6 +43,7 @@ def _proposal(con: duckdb.DuckDBPyConnection, model: str, fit_id: str) -> dict |
 
 def promote(s: Session, model: str, fit_id: str | None = None) -> str:
     m = s.defs.model(model)
+    s.require_warehouse()
     with hold(s.project.warehouse, "promote"), s.registry() as con:
         current = store.aliases(con, m.name)
         target = fit_id or current.get(store.CHALLENGER)
@@ -90,6 +91,7 @@ def rollback(s: Session, model: str) -> str:
     """Back to the champion before the current one: the `from_fit` of the decision that
     installed the current champion."""
     m = s.defs.model(model)
+    s.require_warehouse()
     with hold(s.project.warehouse, "rollback"), s.registry() as con:
         current = store.aliases(con, m.name).get(store.CHAMPION)
         installed = store.installing_decision(con, m.name)
@@ -152,8 +154,7 @@ def stale(s: Session, con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
 
 def status(s: Session) -> list[dict[str, Any]]:
     """One row per defined model: what scores it in production and whether that is stale."""
-    if not s.project.warehouse.is_file():
-        raise MlsmError(f"warehouse {s.project.warehouse} does not exist yet; run `mlsm train`")
+    s.require_warehouse()
     with s.registry() as con:
         out = []
         files = writer.render(s.defs, scored_fits(con, s.defs))
@@ -190,5 +191,6 @@ def status(s: Session) -> list[dict[str, Any]]:
 
 def history(s: Session, model: str) -> list[dict[str, Any]]:
     m = s.defs.model(model)
+    s.require_warehouse()
     with s.registry() as con:
         return store.history(con, m.name)

@@ -140,6 +140,7 @@ def build(s: Session, run_id: str | None = None, command: str = "build") -> dict
 
 def run_build(s: Session) -> dict:
     """The `mlsm build` verb: under the warehouse lock, with progress output."""
+    s.require_warehouse()
     with hold(s.project.warehouse, "build"):
         s.say(
             "[1/2] dbt build: staging -> features -> input checks -> scores -> winners -> "

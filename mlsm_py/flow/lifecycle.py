@@ -198,6 +198,7 @@ def run_retrain(s: Session, propose: bool = False, names: Sequence[str] = ()) ->
     """The factory run, all-or-nothing: a failing input check, parity gate, dbt build or a
     kill leaves aliases and published tables as they were (and the generated files are
     rewritten from the registry by the next mlsm command if a kill left them behind)."""
+    s.require_warehouse()
     live = [m for m in _models(s, names) if m.status == "live"]
     if not live:
         raise MlsmError("no live model to retrain (drafts are trained with `mlsm train`)")

@@ -14,6 +14,7 @@ import duckdb
 
 from mlsm_py.dbt import writer
 from mlsm_py.dbt.runner import DbtContext
+from mlsm_py.errors import MlsmError
 from mlsm_py.project import Project
 from mlsm_py.registry import store
 from mlsm_py.spec import Definitions
@@ -38,6 +39,15 @@ class Session:
     def dbt(self) -> DbtContext:
         p = self.project
         return DbtContext(p.dbt_dir, p.warehouse, p.dbt_target, p.logs_dir, self.verbose)
+
+    def require_warehouse(self) -> None:
+        """Commands that read what training left must not create an empty warehouse (a
+        mistyped --warehouse would then report every check as passing on nothing)."""
+        if not self.project.warehouse.is_file():
+            raise MlsmError(
+                f"warehouse {self.project.warehouse} does not exist; check --warehouse / "
+                "$MLSM_WAREHOUSE, or run `mlsm train` first"
+            )
 
     @contextlib.contextmanager
     def registry(self) -> Iterator[duckdb.DuckDBPyConnection]:

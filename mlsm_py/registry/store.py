@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -13,7 +14,13 @@ from typing import Any
 
 import duckdb
 
+from mlsm_py.errors import MlsmError
 from mlsm_py.registry.schema import SCHEMA, TABLES, ddl
+
+
+class WarehouseInUse(MlsmError):
+    """Another process holds the DuckDB file."""
+
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -21,14 +28,30 @@ CHALLENGER = "challenger"
 
 def connect(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection with the registry tables present (created on first use)."""
+    if not read_only:
+        warehouse.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(warehouse), read_only=read_only)
+    except duckdb.IOException as e:
+        raise _in_use(warehouse, e) from None
     if read_only:
-        return duckdb.connect(str(warehouse), read_only=True)
-    warehouse.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(warehouse))
+        return con
     with transaction(con):
         for stmt in ddl():
             con.execute(stmt)
     return con
+
+
+def _in_use(warehouse: Path, err: Exception) -> Exception:
+    text = str(err)
+    if "lock" not in text.lower():
+        return err
+    pid = re.search(r"PID (\d+)", text)
+    holder = f" by process {pid.group(1)}" if pid else ""
+    return WarehouseInUse(
+        f"the warehouse {warehouse} is open{holder} (a notebook, dashboard or another dbt run); "
+        "DuckDB allows one writer, so nothing was run. Close it and run again"
+    )
 
 
 def has_registry(con: duckdb.DuckDBPyConnection) -> bool:
