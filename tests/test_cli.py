@@ -191,3 +191,37 @@ def test_a_mistyped_warehouse_is_not_created(demo, tmp_path):
         out = mlsm(*verb, "--warehouse", str(typo), cwd=root)
         assert out.returncode == 1 and f"warehouse {typo} does not exist" in out.stderr, verb
     assert not typo.exists() and not typo.parent.exists()
+
+
+def test_readers_file_never_blocks_a_build(demo):
+    """A dashboard reads warehouse/mlsm.published.duckdb: holding it open does not block
+    `mlsm build`; the open connection keeps the run it opened, a new one sees the new run."""
+    import duckdb
+
+    from mlsm_py.flow.readers import readers_file
+
+    root, _ = demo
+    wh = root / "warehouse" / "mlsm.duckdb"
+    path = readers_file(wh)
+    reader = duckdb.connect(str(path), read_only=True)
+    try:
+        (old_run,) = reader.execute("select distinct run_id from published.scores").fetchone()
+        out = mlsm("build", cwd=root)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "readers: " in out.stdout
+        assert reader.execute("select distinct run_id from published.scores").fetchall() == [
+            (old_run,)
+        ]
+    finally:
+        reader.close()
+    fresh = duckdb.connect(str(path), read_only=True)
+    try:
+        (new_run,) = fresh.execute("select distinct run_id from published.scores").fetchone()
+        (status,) = fresh.execute(
+            "select status from mlsm_registry.builds where run_id = ?", [new_run]
+        ).fetchone()
+        winners = fresh.execute("select count(*) from published.winners").fetchone()[0]
+    finally:
+        fresh.close()
+    assert new_run != old_run and status == "published" and winners > 0
+    assert query(wh, "select distinct run_id from published.scores") == [(new_run,)]

@@ -12,6 +12,7 @@ from sqlglot import exp
 
 from mlsm_py.dbt import runner
 from mlsm_py.errors import BuildError, MlsmError
+from mlsm_py.flow import readers
 from mlsm_py.flow.aliases import stale
 from mlsm_py.flow.lock import hold
 from mlsm_py.flow.session import Session, sync_files
@@ -132,8 +133,11 @@ def build(s: Session, run_id: str | None = None, command: str = "build") -> dict
     t1 = time.perf_counter()
     with s.registry() as con:
         row = publish(con, s, run_id, command, started)
+        row["publish_seconds"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        row["readers_file"] = readers.export(con, s.project.warehouse)
+        row["readers_seconds"] = time.perf_counter() - t2
     row["dbt_seconds"] = dbt_s
-    row["publish_seconds"] = time.perf_counter() - t1
     row["dbt_summary"] = outcome.summary()
     return row
 
@@ -154,4 +158,5 @@ def run_build(s: Session) -> dict:
             if row["as_of"]
             else f"[2/2] published run {row['run_id']}"
         )
+        s.say(f"      readers: {row['readers_file']} (never blocks a build)")
     return row
