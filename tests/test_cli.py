@@ -225,3 +225,29 @@ def test_readers_file_never_blocks_a_build(demo):
         fresh.close()
     assert new_run != old_run and status == "published" and winners > 0
     assert query(wh, "select distinct run_id from published.scores") == [(new_run,)]
+
+
+def test_plain_dbt_build_from_the_dbt_project(demo):
+    """An analytics engineer runs dbt itself, from dbt_project/, with the committed profile:
+    it finds the demo warehouse and passes every check (publication stays with mlsm build)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, _ = demo
+    env = {k: v for k, v in os.environ.items() if k != "MLSM_WAREHOUSE"}
+    dbt = Path(sys.executable).with_name("dbt")
+    out = subprocess.run(
+        [str(dbt), "build"],
+        cwd=root / "dbt_project",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert (
+        "ERROR=0" in out.stdout.replace(" ", "")
+        and not (root / "dbt_project" / "warehouse").exists()
+    )
