@@ -37,6 +37,12 @@ def check_frame(df: pd.DataFrame, fields: Sequence[Field], relation: str) -> Non
             bad = present[values.isna()].iloc[0]
             raise ContractError(f"{relation}.{f.name}: value {bad!r} is not a number")
         arr = values.to_numpy(dtype="float64")
+        if not np.isfinite(arr).all():
+            bad = arr[~np.isfinite(arr)][0]
+            raise ContractError(
+                f"{relation}.{f.name}: value {bad!r} ({int((~np.isfinite(arr)).sum())} rows); "
+                "rule: a finite number (not NaN, +inf or -inf)"
+            )
         if f.type == "integer" and len(arr) and not np.all(np.mod(arr, 1) == 0):
             bad = arr[np.mod(arr, 1) != 0][0]
             raise ContractError(f"{relation}.{f.name}: value {bad!r} is not an integer")

@@ -14,7 +14,7 @@ from mlsm_py.flow.build import run_build
 from mlsm_py.flow.session import scored_fits
 from mlsm_py.registry import store
 from models_py import PROJECT
-from tests.helpers import build_project, published_vs_library, query, session
+from tests.helpers import build_project, load, published_vs_library, query, session
 
 pytestmark = pytest.mark.dbt
 ROWS = 4000
@@ -94,29 +94,71 @@ def test_scores_equal_python_model(built):
     assert max(diffs.values()) <= TOLERANCE, diffs
 
 
-def test_bad_input_fails_checks_and_keeps_published_tables(built):
+CORRUPTIONS = [
+    # (update of raw.leads, the column, the rule in words, offending rows, a sample value)
+    (
+        "visits = -5 where lead_id in (7, 8, 9)",
+        "lead_features.visits",
+        "visits must be a number >= 0 and <= 100000 (not NaN)",
+        3,
+        "-5",
+    ),
+    (
+        "session_minutes = 'infinity'::double where lead_id in (11, 12)",
+        "lead_features.session_minutes",
+        "session_minutes must be a finite number (not NaN, +inf or -inf)",
+        2,
+        "+inf",
+    ),
+    (
+        "country = 'xx' where lead_id = 13",
+        "lead_features.country",
+        "country must be one of: de, fr, gb",
+        1,
+        "'xx'",
+    ),
+    (
+        "quotes_requested = 5000 where lead_id in (14, 15)",
+        "lead_features.quotes_requested",
+        "quotes_requested must be a number >= 0 and <= 1000 (not NaN)",
+        2,
+        "5000",
+    ),
+    (
+        "pages_viewed = null where lead_id = 16",
+        "lead_features.pages_viewed",
+        "pages_viewed must not be NULL",
+        1,
+        None,
+    ),
+]
+
+
+def test_every_bad_input_is_reported_at_once_and_nothing_is_published(built):
     s, _ = built
     wh = s.project.warehouse
     before = query(wh, "select run_id, count(*) from published.scores group by run_id")
     before_w = query(wh, "select run_id, count(*) from published.winners group by run_id")
     con = duckdb.connect(str(wh))
-    con.execute("update raw.leads set visits = -5 where lead_id in (7, 8, 9)")
+    for update, *_ in CORRUPTIONS:
+        con.execute(f"update raw.leads set {update}")
     con.close()
     with pytest.raises(BuildError) as err:
         run_build(s)
-    message = str(err.value)
-    assert "lead_features.visits" in message
-    assert "accepted_range" in message and "'min_value': 0" in message
-    assert "3 rows" in message
+    lines = str(err.value).splitlines()[1:]
+    for _, where, words, rows, value in CORRUPTIONS:
+        line = next((ln for ln in lines if ln.strip("- ").startswith(where + ":")), None)
+        assert line is not None, (where, lines)
+        assert f"{rows} rows break the rule" in line and words in line, line
+        if value is not None:
+            assert f"e.g. {value}" in line, line
     # Nothing was published: same run, same rows; the failure is in the publication log.
     assert query(wh, "select run_id, count(*) from published.scores group by run_id") == before
     assert query(wh, "select run_id, count(*) from published.winners group by run_id") == before_w
     failed = query(wh, "select failed_checks from mlsm_registry.builds where status = 'failed'")
-    assert failed and "lead_features.visits" in failed[-1][0]
-    # Repair the data: the next build publishes a new run.
-    con = duckdb.connect(str(wh))
-    con.execute("update raw.leads set visits = 0 where lead_id in (7, 8, 9)")
-    con.close()
+    assert failed and all(c[1] in failed[-1][0] for c in CORRUPTIONS)
+    # Repair the data from a fresh copy: the next build publishes a new run.
+    load(wh, generate_leads(ROWS, seed=3))
     run_build(s)
     after = query(wh, "select run_id from published.scores group by run_id")
     assert len(after) == 1 and after[0][0] != before[0][0]

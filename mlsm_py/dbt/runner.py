@@ -10,8 +10,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from mlsm_py.dbt import failures
 from mlsm_py.errors import BuildError
 
 
@@ -41,28 +41,6 @@ def macro_package() -> Path:
     """The `mlsm` dbt macro package: `macros/` of the repository, linked into the package as
     `mlsm_py/dbt/macros` so that the wheel carries it."""
     return (Path(__file__).parent / "macros").resolve()
-
-
-def _describe(result: Any) -> str:
-    node = result.node
-    meta = getattr(node, "test_metadata", None)
-    column = getattr(node, "column_name", None)
-    attached = getattr(node, "attached_node", None) or ""
-    model = attached.rsplit(".", 1)[-1] if attached else ""
-    if meta is not None:
-        kwargs = {k: v for k, v in (meta.kwargs or {}).items() if k not in ("model", "column_name")}
-        rule = meta.name + (f" {kwargs}" if kwargs else "")
-        where = f"{model}.{column}" if column else model
-        return (
-            f"check {node.name} failed on {where}: {result.failures or 0} rows break the rule "
-            f"{rule}"
-        )
-    text = str(result.message or "")
-    # A Python model's error carries its traceback: the last line is the error itself.
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    message = lines[-1] if "Traceback" in text and lines else " ".join(text.split())
-    message = message[:500]
-    return f"{node.resource_type} {node.name}: {result.status}: {message}"
 
 
 def run(ctx: DbtContext, args: list[str], variables: dict | None = None) -> BuildOutcome:
@@ -121,7 +99,7 @@ def _invoke(ctx: DbtContext, args: list[str], variables: dict | None) -> BuildOu
         status = str(r.status)
         outcome.counts[status] = outcome.counts.get(status, 0) + 1
         if status in ("fail", "error"):
-            outcome.failures.append(_describe(r))
+            outcome.failures.append(failures.describe(r, ctx.warehouse))
     return outcome
 
 

@@ -1,0 +1,92 @@
+"""A failed dbt node as one line a person can act on: where, how many rows, the rule in words,
+and a few of the offending values."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+SAMPLE = 5
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "+inf" if v > 0 else "-inf"
+        return repr(v)
+    return "NULL" if v is None else repr(v) if isinstance(v, str) else str(v)
+
+
+def rule_words(name: str, column: str | None, kwargs: dict) -> str:
+    col = column or "the rows"
+    if name == "not_null":
+        return f"{col} must not be NULL"
+    if name == "unique":
+        return f"{col} must be unique"
+    if name == "accepted_values":
+        values = ", ".join(str(v) for v in kwargs.get("values", []))
+        return f"{col} must be one of: {values}"
+    if name == "accepted_range":
+        parts = []
+        if kwargs.get("min_value") is not None:
+            parts.append(f">= {kwargs['min_value']}")
+        if kwargs.get("max_value") is not None:
+            parts.append(f"<= {kwargs['max_value']}")
+        return f"{col} must be a number {' and '.join(parts)} (not NaN)"
+    if name == "finite":
+        return f"{col} must be a finite number (not NaN, +inf or -inf)"
+    if name == "unique_combination_of_columns":
+        cols = ", ".join(kwargs.get("combination_of_columns", []))
+        return f"one row per ({cols})"
+    if name == "registered_fit":
+        return (
+            f"scores must come from the registered {kwargs.get('role')} fit of "
+            f"{kwargs.get('model_name')}, from the file mlsm wrote (`mlsm build` rewrites it)"
+        )
+    args = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    return f"{name}({args})"
+
+
+def sample(node: Any, warehouse: Path | None) -> list[str]:
+    """A few rows the failing test returned, read from a DuckDB warehouse; [] elsewhere."""
+    sql = getattr(node, "compiled_code", None)
+    if not sql or warehouse is None or not Path(warehouse).is_file():
+        return []
+    try:
+        import duckdb
+
+        con = duckdb.connect(str(warehouse))
+        try:
+            rows = con.execute(f"select * from (\n{sql}\n) as failing limit {SAMPLE}").fetchall()
+        finally:
+            con.close()
+    except Exception:  # noqa: BLE001 - a sample is a courtesy; the count is the finding
+        return []
+    # The first column is the offending value in every check mlsm writes (accepted_values
+    # adds a count beside it).
+    return [_fmt(r[0]) for r in rows]
+
+
+def describe(result: Any, warehouse: Path | None = None) -> str:
+    node = result.node
+    meta = getattr(node, "test_metadata", None)
+    if meta is not None:
+        column = getattr(node, "column_name", None)
+        attached = getattr(node, "attached_node", None) or ""
+        model = attached.rsplit(".", 1)[-1] if attached else ""
+        kwargs = {k: v for k, v in (meta.kwargs or {}).items() if k not in ("model", "column_name")}
+        where = f"{model}.{column}" if column else model
+        values = sample(node, warehouse)
+        tail = f"; e.g. {', '.join(values)}" if values else ""
+        return (
+            f"{where}: {result.failures or 0} rows break the rule "
+            f'"{rule_words(meta.name, column, kwargs)}" (check {node.name}, {meta.name}){tail}'
+        )
+    text = str(result.message or "")
+    # A Python model's error carries its traceback: the last line is the error itself.
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    message = lines[-1] if "Traceback" in text and lines else " ".join(text.split())
+    return f"{node.resource_type} {node.name}: {result.status}: {message[:500]}"
