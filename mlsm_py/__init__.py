@@ -2,11 +2,20 @@
 
 from typing import Any
 
-from mlsm_py.spec import Definitions, Field, Model, Promotion, SummaryModel, TimeSplit
+from mlsm_py.spec import (
+    CallList,
+    Definitions,
+    Field,
+    Model,
+    Promotion,
+    SummaryModel,
+    TimeSplit,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CallList",
     "Definitions",
     "Field",
     "Model",

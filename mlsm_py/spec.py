@@ -226,6 +226,23 @@ class Definitions:
 
 
 @dataclass(frozen=True)
+class CallList:
+    """A published mart for the people who act on a summary model's winners: one row per
+    record with a winner, in call order (`call_rank`), with the winner, its fit and score, and
+    the feature `columns` a sales rep needs, all from the same audited run."""
+
+    name: str = "call_list"
+    columns: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_name("call list", self.name)
+        object.__setattr__(self, "columns", tuple(self.columns))
+        for c in self.columns:
+            check_name(f"call list {self.name!r} column", c)
+
+
+@dataclass(frozen=True)
 class SummaryModel:
     """Picks one winner per record among its input models.
 
@@ -237,6 +254,7 @@ class SummaryModel:
     models: tuple[str, ...]
     rule: Literal["highest_score"] = "highest_score"
     description: str = ""
+    call_list: CallList | None = None
     priority: dict[str, int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -275,6 +293,15 @@ def check_project(models: Sequence[Model], summaries: Sequence[SummaryModel]) ->
             )
         if not any(seen[n].status == "live" for n in s.models):
             raise SpecError(f"summary model {s.name!r} has no live input model")
+        if s.call_list is not None:
+            first = seen[s.models[0]]
+            known = {first.key, first.split.column, *first.field_names}
+            unknown = [c for c in s.call_list.columns if c not in known]
+            if unknown:
+                raise SpecError(
+                    f"call list {s.call_list.name!r} of {s.name!r}: columns {unknown} are not "
+                    f"declared fields of {first.features!r} (nor its key or time column)"
+                )
     # Models reading the same feature relation must agree on each column's contract, because the
     # contract becomes one set of dbt tests on that relation.
     by_col: dict[tuple[str, str], tuple[Field, str]] = {}

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlsm_py.spec import Field, Model, Promotion, SummaryModel, TimeSplit
+from mlsm_py.spec import CallList, Field, Model, Promotion, SummaryModel, TimeSplit
 
 # The levels the CRM export uses (the dbt contracts check them).
 COUNTRIES = ("de", "fr", "gb", "us", "nl", "es", "it", "pl", "se", "other")
@@ -159,5 +159,19 @@ SUMMARIES = [
         name="lead_winner",
         models=("lead_lgbm", "lead_forest", "lead_logreg", "lead_extra_trees"),
         description="Highest live score per lead; ties go to the model listed first.",
+        # What sales reads: published.call_list, open leads in call order.
+        call_list=CallList(
+            "call_list",
+            columns=(
+                "created_at",
+                "country",
+                "company_size",
+                "industry",
+                "source_channel",
+                "visits",
+                "quotes_requested",
+                "days_since_last_visit",
+            ),
+        ),
     )
 ]

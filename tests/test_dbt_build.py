@@ -82,6 +82,43 @@ def test_published_rows_carry_provenance(built):
     assert build and build[0][0] == "published" and build[0][2] is not None
 
 
+def test_call_list_is_open_leads_in_call_order_from_the_same_run(built):
+    s, _ = built
+    wh = s.project.warehouse
+    rows = query(
+        wh,
+        "select c.call_rank, c.lead_id, c.score, c.winning_fit_id, c.country, c.run_id, "
+        "w.score, w.winning_fit_id, w.run_id, f.converted, f.country "
+        "from published.call_list c join published.winners w using (lead_id) "
+        "join lead_features f using (lead_id) order by c.call_rank",
+    )
+    (winners,) = query(
+        wh, "select count(*) from published.winners where winning_model is not null"
+    )[0]
+    assert len(rows) == winners > 0
+    assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
+    assert all(r[2] == r[6] and r[3] == r[7] and r[5] == r[8] for r in rows)  # the same run
+    assert all(r[9] is None for r in rows)  # open leads only
+    assert all(a[2] >= b[2] for a, b in zip(rows, rows[1:], strict=False))  # call order
+    assert all(r[4] == r[10] for r in rows)
+    # Every published column is described, in the warehouse too.
+    comments = dict(
+        query(
+            wh,
+            "select column_name, comment from duckdb_columns() where schema_name = 'published' "
+            "and table_name = 'call_list'",
+        )
+    )
+    assert comments["call_rank"].startswith("1 = call first") and comments["country"]
+    assert all(comments.values()), comments
+    (table_comment,) = query(
+        wh,
+        "select comment from duckdb_tables() where schema_name = "
+        "'published' and table_name = 'call_list'",
+    )[0]
+    assert "call order" in table_comment
+
+
 def test_winner_unit_test_ran(built):
     s, _ = built
     assert "winner_rule" in (s.project.dbt_dir / "models/scores/_scores.yml").read_text()

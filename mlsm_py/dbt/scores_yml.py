@@ -10,6 +10,11 @@ from typing import Any
 from mlsm_py.registry.schema import DESCRIPTIONS, SCHEMA
 from mlsm_py.spec import SummaryModel
 
+RUN_DOCS = {
+    "fit_id": "The registered fit that computed the score (mlsm_registry.fits).",
+    "run_id": "The build that published the row (mlsm_registry.builds: when, as of when).",
+}
+
 
 def score_model_yml(dbt_name: str, m: Any, alias: str, fit: dict) -> dict:
     """Tests from the declared output roles: a probability must lie in [0, 1]; a decision
@@ -75,10 +80,14 @@ def scores_yml(key: str) -> dict:
             }
         ],
         "columns": [
-            {"name": key, "data_tests": [{"not_null": {"name": f"scores__{key}__not_null"}}]},
-            {"name": "model_name"},
-            {"name": "model_version"},
-            {"name": "fit_id"},
+            {
+                "name": key,
+                "description": "Record key.",
+                "data_tests": [{"not_null": {"name": f"scores__{key}__not_null"}}],
+            },
+            {"name": "model_name", "description": "The model, as named in the definitions."},
+            {"name": "model_version", "description": "The model's version."},
+            {"name": "fit_id", "description": RUN_DOCS["fit_id"]},
             {
                 "name": "role",
                 "description": "champion, or challenger (shadow-scored, never wins)",
@@ -92,8 +101,13 @@ def scores_yml(key: str) -> dict:
                 ],
             },
             {"name": "model_status", "description": "live or draft (drafts never win)"},
-            {"name": "score", "data_tests": [{"not_null": {"name": "scores__score__not_null"}}]},
-            {"name": "run_id"},
+            {
+                "name": "score",
+                "description": "The model's score: a probability, decision function or "
+                "prediction, as the fit declares (mlsm_registry.fits.outputs).",
+                "data_tests": [{"not_null": {"name": "scores__score__not_null"}}],
+            },
+            {"name": "run_id", "description": RUN_DOCS["run_id"]},
         ],
     }
 
@@ -112,15 +126,67 @@ def winners_yml(key: str) -> dict:
             }
         ],
         "columns": [
-            {"name": key, "data_tests": [{"not_null": {"name": f"winners__{key}__not_null"}}]},
-            {"name": "summary_model"},
-            {"name": "winning_model"},
-            {"name": "winning_version"},
-            {"name": "winning_fit_id"},
-            {"name": "score"},
-            {"name": "run_id"},
+            {
+                "name": key,
+                "description": "Record key.",
+                "data_tests": [{"not_null": {"name": f"winners__{key}__not_null"}}],
+            },
+            {"name": "summary_model", "description": "The summary model that picked the winner."},
+            {"name": "winning_model", "description": "The winning model (NULL: no valid score)."},
+            {"name": "winning_version", "description": "The winning model's version."},
+            {"name": "winning_fit_id", "description": RUN_DOCS["fit_id"]},
+            {"name": "score", "description": "The winning score."},
+            {"name": "run_id", "description": RUN_DOCS["run_id"]},
         ],
     }
+
+
+def call_list_yml(summary: SummaryModel, first: Any) -> dict:
+    """The call list's columns, each described: what a sales rep reads."""
+    cl = summary.call_list
+    assert cl is not None
+    fields = {f.name: f for f in first.fields}
+    key = first.key
+
+    def about(c: str) -> str:
+        if c == first.split.column:
+            return f"When the record was created ({c})."
+        f = fields[c]
+        return f.description or f"{c} ({f.type})"
+
+    return {
+        "name": cl.name,
+        "description": cl.description
+        or f"Open records in call order: the winner of {summary.name} per record, its fit and "
+        "score, and the record's attributes, all from the same audited run.",
+        "columns": [
+            {
+                "name": "call_rank",
+                "description": "1 = call first: descending winning score, ties by key.",
+                "data_tests": [
+                    {"unique": {"name": f"{cl.name}__call_rank__unique"}},
+                    {"not_null": {"name": f"{cl.name}__call_rank__not_null"}},
+                ],
+            },
+            {
+                "name": key,
+                "description": "Record key.",
+                "data_tests": [{"unique": {"name": f"{cl.name}__{key}__unique"}}],
+            },
+            {"name": "score", "description": "The winning score."},
+            {"name": "winning_model", "description": "The model whose score won."},
+            {"name": "winning_version", "description": "The winning model's version."},
+            {"name": "winning_fit_id", "description": RUN_DOCS["fit_id"]},
+            *({"name": c, "description": about(c)} for c in cl.columns),
+            {"name": "run_id", "description": RUN_DOCS["run_id"]},
+        ],
+    }
+
+
+def docs_of(model_yml: dict) -> tuple[str, dict[str, str]]:
+    """(table description, {column: description}) of a model's yml, for warehouse comments."""
+    cols = {c["name"]: c["description"] for c in model_yml["columns"] if c.get("description")}
+    return model_yml.get("description", ""), cols
 
 
 def registry_sources() -> dict:

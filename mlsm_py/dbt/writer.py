@@ -147,6 +147,59 @@ def winners(chosen: Sequence[tuple[SummaryModel, list]], key: str) -> str:
     )
 
 
+def call_list(summary: SummaryModel, first: Model) -> str:
+    cl = summary.call_list
+    assert cl is not None
+    key = first.key
+    cols = ",\n".join(f"        features.{c}" for c in cl.columns)
+    picked = ", ".join([key, *cl.columns])
+    body = (
+        "with\n\n"
+        f"winners as (\n\n    select * from {{{{ ref('winners') }}}}\n"
+        f"    where summary_model = '{summary.name}'\n"
+        "        and winning_model is not null\n\n),\n\n"
+        f"features as (\n\n    select {picked}\n"
+        f"    from {{{{ ref('{first.features}') }}}}\n\n),\n\n"
+        "final as (\n\n    select\n"
+        f"        row_number() over (order by winners.score desc, winners.{key}) as call_rank,\n"
+        f"        winners.{key},\n        winners.score,\n        winners.winning_model,\n"
+        "        winners.winning_version,\n        winners.winning_fit_id,\n"
+        + (cols + ",\n" if cols else "")
+        + "        winners.run_id\n"
+        f"    from winners\n    inner join features on features.{key} = winners.{key}\n\n)\n\n"
+        "select * from final\n"
+    )
+    header = _header(
+        [
+            f"call list of {summary.name}: winners in call order, with {first.features} columns "
+            "from the same run"
+        ],
+        "--",
+    )
+    return header + "\n" + body
+
+
+def published_tables(defs: Definitions) -> list[str]:
+    """The audited tables a build publishes, in the order they are written."""
+    extra = [s.call_list.name for s in defs.summaries if s.call_list is not None]
+    return ["scores", "winners", *extra]
+
+
+def published_docs(defs: Definitions) -> dict[str, tuple[str, dict[str, str]]]:
+    """Descriptions of every published table and column (the yml's), for warehouse comments."""
+    key = defs.models[0].key
+    by_name = {m.name: m for m in defs.models}
+    docs = {
+        "scores": scores_yml.docs_of(scores_yml.scores_yml(key)),
+        "winners": scores_yml.docs_of(scores_yml.winners_yml(key)),
+    }
+    for s in defs.summaries:
+        if s.call_list is not None:
+            doc = scores_yml.call_list_yml(s, by_name[s.models[0]])
+            docs[s.call_list.name] = scores_yml.docs_of(doc)
+    return docs
+
+
 def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
     """Every generated file, by path relative to the dbt project, as text."""
     files: dict[Path, str] = {}
@@ -187,6 +240,12 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
             for s, _ in chosen
         ]
         doc["unit_tests"] = [scores_yml.winner_unit_test(summaries, status, key)]
+        by_name = {m.name: m for m in defs.models}
+        for summary, _ in chosen:
+            if summary.call_list is not None:
+                first = by_name[summary.models[0]]
+                files[SCORES_DIR / f"{summary.call_list.name}.sql"] = call_list(summary, first)
+                docs.append(scores_yml.call_list_yml(summary, first))
     files[SCORES_DIR / "_scores.yml"] = _yaml(
         _header(["checks on every score (data checker 2)"], "#"), doc
     )

@@ -10,17 +10,17 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from mlsm_py.dbt import runner
+from mlsm_py.dbt import runner, writer
 from mlsm_py.errors import BuildError, MlsmError
 from mlsm_py.flow import readers
 from mlsm_py.flow.aliases import stale
 from mlsm_py.flow.lock import hold
+from mlsm_py.flow.readers import comment
 from mlsm_py.flow.session import Session, sync_files
 from mlsm_py.registry import store
 
 AUDIT = "audit"
 PUBLISHED = "published"
-PUBLISHED_TABLES = ("scores", "winners")
 
 
 def build_features(s: Session) -> runner.BuildOutcome:
@@ -64,11 +64,13 @@ def publish(
             ).fetchone()[0]
         else:
             new = scored
-        for name in PUBLISHED_TABLES:
+        docs = writer.published_docs(s.defs)
+        for name in writer.published_tables(s.defs):
             if _table_exists(con, AUDIT, name):
                 con.execute(
                     f"create or replace table {PUBLISHED}.{name} as select * from {AUDIT}.{name}"
                 )
+                comment(con, f"{PUBLISHED}.{name}", *docs.get(name, ("", {})))
         row = {
             "run_id": run_id,
             "command": command,
@@ -135,7 +137,9 @@ def build(s: Session, run_id: str | None = None, command: str = "build") -> dict
         row = publish(con, s, run_id, command, started)
         row["publish_seconds"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        row["readers_file"] = readers.export(con, s.project.warehouse)
+        row["readers_file"] = readers.export(
+            con, s.project.warehouse, writer.published_tables(s.defs), writer.published_docs(s.defs)
+        )
         row["readers_seconds"] = time.perf_counter() - t2
     row["dbt_seconds"] = dbt_s
     row["dbt_summary"] = outcome.summary()

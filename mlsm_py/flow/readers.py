@@ -18,30 +18,46 @@ from sqlglot import exp
 from mlsm_py.registry.schema import SCHEMA
 
 PUBLISHED = "published"
-# What readers see: the published tables under the same names, and the publication log.
-TABLES = ((PUBLISHED, "scores"), (PUBLISHED, "winners"), (SCHEMA, "builds"))
 
 
 def readers_file(warehouse: Path) -> Path:
     return warehouse.with_name(f"{warehouse.stem}.published.duckdb")
 
 
-def export(con: duckdb.DuckDBPyConnection, warehouse: Path) -> Path:
-    """Write the readers' copy from the warehouse `con` is connected to; returns its path."""
+def export(con: duckdb.DuckDBPyConnection, warehouse: Path, tables: list[str], docs: dict) -> Path:
+    """Write the readers' copy from the warehouse `con` is connected to: the published
+    `tables` under the same names (with their comments) and the publication log."""
+
     target = readers_file(warehouse)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     q = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
     con.execute(f"attach {exp.Literal.string(str(tmp)).sql('duckdb')} as mlsm_readers")
     try:
-        for schema, name in TABLES:
+        for schema, name in [*((PUBLISHED, t) for t in tables), (SCHEMA, "builds")]:
             if not con.execute(q, [schema, name]).fetchone()[0]:
                 continue
             con.execute(f"create schema if not exists mlsm_readers.{schema}")
             con.execute(
                 f"create table mlsm_readers.{schema}.{name} as select * from {schema}.{name}"
             )
+            if name in docs:
+                comment(con, f"mlsm_readers.{schema}.{name}", *docs[name])
     finally:
         con.execute("detach mlsm_readers")
     os.replace(tmp, target)
     return target
+
+
+def comment(
+    con: duckdb.DuckDBPyConnection, table: str, description: str, columns: dict[str, str]
+) -> None:
+    """The yml's descriptions as warehouse comments, so any SQL client shows them."""
+    lit = lambda text: exp.Literal.string(text).sql("duckdb")  # noqa: E731
+    if description:
+        con.execute(f"comment on table {table} is {lit(description)}")
+    present = {r[0] for r in con.execute(f"describe {table}").fetchall()}
+    for col, text in columns.items():
+        if col in present:
+            ident = exp.to_identifier(col, quoted=True).sql("duckdb")
+            con.execute(f"comment on column {table}.{ident} is {lit(text)}")
