@@ -10,13 +10,13 @@ import pandas as pd
 from sqlglot import exp
 
 from mlsm_py.compile.assemblers import assemble
-from mlsm_py.compile.fuzz import FuzzReport, fuzz_parity, fuzz_table
-from mlsm_py.compile.parity import ParityReport, check_parity, input_types
-from mlsm_py.compile.parity_python import check_parity_python
 from mlsm_py.errors import MlsmError
 from mlsm_py.estimator import input_types as field_types
 from mlsm_py.flow.session import Session
 from mlsm_py.frames import model_frame
+from mlsm_py.parity.fuzz import FuzzReport, fuzz_parity, fuzz_table
+from mlsm_py.parity.gate import ParityReport, check_parity, input_types
+from mlsm_py.parity.python_route import check_parity_python
 from mlsm_py.registry import artifacts, store
 from mlsm_py.spec import Model
 

@@ -35,7 +35,7 @@ def pg_engine():
         import psycopg2  # noqa: F401
     except ImportError:
         _missing("psycopg2 is not installed; pip install -e '.[test]'")
-    from mlsm_py.compile.engines import PostgresEngine
+    from mlsm_py.warehouse.engines import PostgresEngine
 
     # The DSN is set, so PostgreSQL is meant to be there: a failed connection is an error.
     engine = PostgresEngine(dsn)

@@ -32,8 +32,8 @@ from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import Assembled
 from mlsm_py.compile.assemblers.sklearn_trees import float32_split
 from mlsm_py.compile.emitter import SqlEmitter
-from mlsm_py.compile.parity import check_parity
 from mlsm_py.errors import UnsupportedError
+from mlsm_py.parity.gate import check_parity
 
 pytestmark = [
     # scikit-learn casts the parity gate's +-1e300 rows to float32 (and then refuses them).

@@ -17,7 +17,9 @@ import mlsm_py.compile.assemblers.lightgbm as lgbm_asm
 from mlsm_py.compile.assemblers import assemble
 from mlsm_py.compile.assemblers.lightgbm import ZERO_THRESHOLD, pandas_categories
 from mlsm_py.compile.emitter import SqlEmitter
-from mlsm_py.compile.parity import (
+from mlsm_py.errors import UnsupportedError
+from mlsm_py.frames import arrow_rows, python_rows
+from mlsm_py.parity.gate import (
     ROW_KEY,
     ParityReport,
     adversarial_rows,
@@ -26,8 +28,6 @@ from mlsm_py.compile.parity import (
     input_types,
     sql_outputs,
 )
-from mlsm_py.errors import UnsupportedError
-from mlsm_py.frames import arrow_rows, python_rows
 from tests.helpers import zero_probes
 
 # The SQL repeats LightGBM's float64 path: the same comparisons, the trees summed in the same

@@ -71,9 +71,9 @@ from mlsm_py import to_sql
 from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import Assembled, assemble, transform
 from mlsm_py.compile.emitter import SqlEmitter
-from mlsm_py.compile.parity import ParityReport, check_parity, input_types
 from mlsm_py.errors import UnsupportedError
 from mlsm_py.frames import arrow_rows, python_rows
+from mlsm_py.parity.gate import ParityReport, check_parity, input_types
 
 # The SQL repeats scikit-learn's float64 operations; only the order of the additions in a dot
 # product or a class sum differs (a few ulps, ~1e-16 on values of order 1). An isotonic slope

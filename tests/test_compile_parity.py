@@ -26,8 +26,8 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 import mlsm_py.compile.assemblers.sklearn_trees as sklearn_trees
 from mlsm_py import to_sql
 from mlsm_py.compile.assemblers.lightgbm import ZERO_THRESHOLD
-from mlsm_py.compile.parity import ParityReport, check_parity, compare, gate
 from mlsm_py.errors import ParityError
+from mlsm_py.parity.gate import ParityReport, check_parity, compare, gate
 from tests.helpers import zero_probes
 
 # The SQL repeats the library's float64 arithmetic step for step; what differs is the order of

@@ -31,8 +31,8 @@ from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import Assembled, assemble
 from mlsm_py.compile.assemblers.sklearn_boosting import decision_function
 from mlsm_py.compile.emitter import SqlEmitter
-from mlsm_py.compile.parity import ParityReport, adversarial_rows, check_parity
 from mlsm_py.errors import UnsupportedError
+from mlsm_py.parity.gate import ParityReport, adversarial_rows, check_parity
 
 # As in tests/test_compile_parity.py: the SQL repeats the library's float64 arithmetic in the
 # library's order (start value, then each stage's `learning_rate * leaf` left to right); only the

@@ -13,7 +13,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from mlsm_py import to_sql
 from mlsm_py.compile.assemblers import assemble
-from mlsm_py.compile.parity import ParityReport, check_parity
+from mlsm_py.parity.gate import ParityReport, check_parity
 
 # Same reasoning as tests/test_compile_parity.py: the SQL repeats the library's arithmetic up to
 # the order of a few additions (ulps); one misrouted node moves a probability by a leaf

@@ -30,8 +30,9 @@ from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import Assembled, assemble
 from mlsm_py.compile.assemblers import xgboost as xgb_asm
 from mlsm_py.compile.emitter import SqlEmitter
-from mlsm_py.compile.engines import DuckDBEngine, SparkEngine
-from mlsm_py.compile.parity import (
+from mlsm_py.errors import UnsupportedError
+from mlsm_py.frames import arrow_rows, python_rows
+from mlsm_py.parity.gate import (
     ROW_KEY,
     TOLERANCE,
     ParityReport,
@@ -39,8 +40,7 @@ from mlsm_py.compile.parity import (
     check_parity,
     input_types,
 )
-from mlsm_py.errors import UnsupportedError
-from mlsm_py.frames import arrow_rows, python_rows
+from mlsm_py.warehouse.engines import DuckDBEngine, SparkEngine
 
 # Margins and identity-link regressors: the SQL repeats every float32 rounding XGBoost makes
 # (input cast, each leaf addition), so the results are the same float32 values, bit for bit.

@@ -26,9 +26,9 @@ from threadpoolctl import threadpool_limits
 from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import ESTIMATORS, Assembled
 from mlsm_py.compile.emitter import SqlEmitter
-from mlsm_py.compile.engines import DuckDBEngine, engine_for
-from mlsm_py.compile.parity import TOLERANCE, ParityReport, check_parity
 from mlsm_py.errors import UnsupportedError
+from mlsm_py.parity.gate import TOLERANCE, ParityReport, check_parity
+from mlsm_py.warehouse.engines import DuckDBEngine, engine_for
 from tests.test_compile_parity import (
     N_HOLDOUT,
     N_ROWS,
@@ -396,7 +396,7 @@ def test_engine_for_refuses_unknown_connections() -> None:
 @pytest.mark.spark
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_spark_parity(case: Case, data, spark_session) -> None:
-    from mlsm_py.compile.engines import SparkEngine
+    from mlsm_py.warehouse.engines import SparkEngine
 
     _parity_or_skip(case, SparkEngine(spark_session), data)
 
@@ -406,7 +406,7 @@ def test_spark_parity(case: Case, data, spark_session) -> None:
     ("expr", "x", "expected"), [pytest.param(e, x, v, id=i) for i, e, x, v in LITERAL_CASES]
 )
 def test_spark_arithmetic_is_float64_with_python_rounding(expr, x, expected, spark_session) -> None:
-    from mlsm_py.compile.engines import SparkEngine
+    from mlsm_py.warehouse.engines import SparkEngine
 
     got = _scalar_on(SparkEngine(spark_session), expr, x)
     assert got.schema.field("score").type == pa.float64()

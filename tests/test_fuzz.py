@@ -16,8 +16,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from mlsm_py.compile.assemblers import assemble
-from mlsm_py.compile.fuzz import fuzz_parity, fuzz_table
-from mlsm_py.compile.parity import HOSTILE_LEVELS, input_types
+from mlsm_py.parity.fuzz import fuzz_parity, fuzz_table
+from mlsm_py.parity.gate import HOSTILE_LEVELS, input_types
 
 ROWS = 20_000
 
@@ -81,7 +81,7 @@ def test_fuzzed_rows_cover_every_routing_case(fitted):
     odd = np.abs(np.nan_to_num(values, nan=0.0, posinf=np.inf)) > 3.0e38
     assert np.isinf(values).any() and 0 < odd.sum() <= ROWS // 100
     # Both float32 neighbours of the thresholds the trees compare x with.
-    from mlsm_py.compile.parity import _compared_constants, neighbours
+    from mlsm_py.parity.gate import _compared_constants, neighbours
 
     present = set(values[np.isfinite(values)].tolist())
     thresholds = sorted(_compared_constants(assembled)["x"])

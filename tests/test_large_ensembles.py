@@ -26,7 +26,7 @@ from mlsm_py.compile import ast, layout
 from mlsm_py.compile.assemblers import Assembled, assemble
 from mlsm_py.compile.emitter import SqlEmitter
 from mlsm_py.compile.layout import Layout
-from mlsm_py.compile.parity import check_parity
+from mlsm_py.parity.gate import check_parity
 
 # As in tests/test_compile_parity.py: the SQL repeats the library's float64 arithmetic; only
 # the order of additions differs (a chunked sum of 1,000 trees: a few ulps of a margin of

@@ -12,10 +12,10 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlsm_py.compile.parity_python import check_parity_python
 from mlsm_py.demo.data import generate_leads
 from mlsm_py.errors import BuildError
 from mlsm_py.flow.build import run_build
+from mlsm_py.parity.python_route import check_parity_python
 from mlsm_py.registry import artifacts
 from mlsm_py.spec import Definitions
 from models_py import MODELS, SUMMARIES

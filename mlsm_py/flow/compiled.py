@@ -13,10 +13,10 @@ import numpy as np
 
 from mlsm_py.compile.assemblers import Assembled, assemble
 from mlsm_py.compile.emitter import SqlEmitter
-from mlsm_py.compile.parity import ParityReport, check_parity, gate
-from mlsm_py.compile.parity_python import check_parity_python
 from mlsm_py.compile.path import choose_path
 from mlsm_py.errors import SpecError, UnsupportedError
+from mlsm_py.parity.gate import ParityReport, check_parity, gate
+from mlsm_py.parity.python_route import check_parity_python
 from mlsm_py.registry import artifacts
 from mlsm_py.spec import Model
 from mlsm_py.train.trainer import Fit

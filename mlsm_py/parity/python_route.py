@@ -15,7 +15,10 @@ import numpy as np
 import pandas as pd
 
 from mlsm_py.compile.assemblers import assemble
-from mlsm_py.compile.parity import (
+from mlsm_py.errors import UnsupportedError
+from mlsm_py.estimator import task_of
+from mlsm_py.frames import arrow_rows
+from mlsm_py.parity.gate import (
     EXTREMES,
     HOSTILE_LEVELS,
     NON_FINITE,
@@ -29,9 +32,6 @@ from mlsm_py.compile.parity import (
     compare,
     input_types,
 )
-from mlsm_py.errors import UnsupportedError
-from mlsm_py.estimator import task_of
-from mlsm_py.frames import arrow_rows
 from mlsm_py.pyscore import input_names, output_columns, score_relation
 
 

@@ -20,10 +20,10 @@ import pyarrow as pa
 from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import Assembled, assemble
 from mlsm_py.compile.emitter import SqlEmitter
-from mlsm_py.compile.engines import engine_for
 from mlsm_py.errors import ParityError, UnsupportedError
 from mlsm_py.frames import arrow_rows, python_rows
 from mlsm_py.pyscore import library_frame, predict_refusing
+from mlsm_py.warehouse.engines import engine_for
 
 # The SQL repeats the library's float64 arithmetic except for summation order and the form of
 # the sigmoid; both move results by a few ulps (~1e-16). 1e-9 leaves room for that and nothing
@@ -206,7 +206,7 @@ def check_parity(
 
     `tolerance` defaults to TOLERANCE, or to the coarser tolerance the model family declares
     for its own arithmetic (`Assembled.tolerance`: XGBoost's float32 probabilities).
-    `con` is a DuckDB connection or an engine from `mlsm_py.compile.engines` (PostgreSQL,
+    `con` is a DuckDB connection or an engine from `mlsm_py.warehouse.engines` (PostgreSQL,
     Spark); the SQL is rendered in the engine's dialect unless `dialect` says otherwise.
     `assembled`: the estimator already assembled (the lifecycle assembles each fit once)."""
     if assembled is None:

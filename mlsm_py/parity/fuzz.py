@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from mlsm_py.compile.assemblers import Assembled
 from mlsm_py.compile.emitter import SqlEmitter
-from mlsm_py.compile.parity import (
+from mlsm_py.parity.gate import (
     EXTREMES,
     HOSTILE_LEVELS,
     PARITY_TABLE,

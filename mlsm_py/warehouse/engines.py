@@ -41,7 +41,7 @@ def engine_for(con: Any) -> Engine:
         return DuckDBEngine(con)
     raise UnsupportedError(
         f"cannot run SQL on {type(con).__name__}; pass a DuckDB connection or an engine from "
-        "mlsm_py.compile.engines (DuckDBEngine, PostgresEngine, SparkEngine)"
+        "mlsm_py.warehouse.engines (DuckDBEngine, PostgresEngine, SparkEngine)"
     )
 
 
