@@ -1,0 +1,1 @@
+"""Where SQL runs: the engines (DuckDB, PostgreSQL, Spark) the gate and the tests talk to."""
