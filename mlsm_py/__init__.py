@@ -8,6 +8,7 @@ from mlsm_py.spec import (
     Field,
     Model,
     Promotion,
+    Split,
     SummaryModel,
     TimeSplit,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "Field",
     "Model",
     "Promotion",
+    "Split",
     "SummaryModel",
     "TimeSplit",
     "to_sql",

@@ -242,19 +242,67 @@ class CallList:
             check_name(f"call list {self.name!r} column", c)
 
 
+SALT_RULE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+BUCKETS = 2**32  # a record's bucket: the first 8 hex digits of md5(salt:key), 0 <= b < 2**32
+
+
+@dataclass(frozen=True)
+class Split:
+    """A champion/challenger traffic split: each record goes to one arm, by the md5 of
+    `salt:key`, with the declared shares; the arm's live champion scores it. The same record
+    lands in the same arm on every run and on every engine (md5 is the same everywhere; the
+    engines' own hash() functions are not)."""
+
+    arms: tuple[tuple[str, float], ...]
+    salt: str
+
+    def __post_init__(self) -> None:
+        arms = tuple((str(m), float(share)) for m, share in self.arms)
+        object.__setattr__(self, "arms", arms)
+        if len(arms) < 2:
+            raise SpecError("split: needs at least two arms")
+        if not SALT_RULE.fullmatch(self.salt):
+            raise SpecError(
+                f"split salt {self.salt!r} must be 1-64 letters, digits, '_', '.' or '-'"
+            )
+        names = [m for m, _ in arms]
+        if len(set(names)) != len(names):
+            raise SpecError("split: an arm is listed twice")
+        if any(share <= 0 for _, share in arms) or abs(sum(s for _, s in arms) - 1) > 1e-9:
+            raise SpecError(f"split shares {[s for _, s in arms]} must be > 0 and add up to 1")
+
+    def upper_bounds(self) -> list[tuple[str, int]]:
+        """(arm, exclusive upper bucket) in order: arm i takes buckets below its bound."""
+        out, total = [], 0.0
+        for i, (m, share) in enumerate(self.arms):
+            total += share
+            out.append((m, BUCKETS if i == len(self.arms) - 1 else int(total * BUCKETS)))
+        return out
+
+    def arm_of(self, key: object) -> str:
+        """The arm of a record, as the SQL assigns it (`mlsm.md5_bucket`)."""
+        import hashlib
+
+        bucket = int(hashlib.md5(f"{self.salt}:{key}".encode()).hexdigest()[:8], 16)
+        return next(m for m, upper in self.upper_bounds() if bucket < upper)
+
+
 @dataclass(frozen=True)
 class SummaryModel:
     """Picks one winner per record among its input models.
 
-    Rule: the highest non-NULL score among live input models wins; ties go to the model listed
-    first (`models` is the declared priority). Draft models are scored but never win.
+    Rule "highest_score": the highest non-NULL score among live input models wins; ties go to
+    the model listed first (`models` is the declared priority). Rule "split": the record's arm
+    (`split`) decides, and that model's score is the record's (an A/B test). Draft models and
+    challengers are scored but never win.
     """
 
     name: str
     models: tuple[str, ...]
-    rule: Literal["highest_score"] = "highest_score"
+    rule: Literal["highest_score", "split"] = "highest_score"
     description: str = ""
     call_list: CallList | None = None
+    split: Split | None = None
     priority: dict[str, int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -266,11 +314,21 @@ class SummaryModel:
             check_name("model", m)
         if len(set(models)) != len(models):
             raise SpecError(f"summary model {self.name!r}: an input model is listed twice")
-        if self.rule != "highest_score":
+        if self.rule not in ("highest_score", "split"):
             raise SpecError(
                 f"summary model {self.name!r}: rule {self.rule!r} is unknown; "
-                "supported: highest_score"
+                "supported: highest_score, split"
             )
+        if (self.rule == "split") != (self.split is not None):
+            raise SpecError(
+                f"summary model {self.name!r}: rule 'split' and a `split=Split(...)` go together"
+            )
+        if self.split is not None:
+            stray = [m for m, _ in self.split.arms if m not in models]
+            if stray:
+                raise SpecError(
+                    f"summary model {self.name!r}: split arms {stray} are not in models"
+                )
         object.__setattr__(self, "models", models)
         object.__setattr__(self, "priority", {m: i + 1 for i, m in enumerate(models)})
 

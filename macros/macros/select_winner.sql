@@ -63,7 +63,8 @@ final as (
         ranked.model_name as winning_model,
         ranked.model_version as winning_version,
         ranked.fit_id as winning_fit_id,
-        ranked.score
+        ranked.score,
+        cast(null as {{ dbt.type_string() }}) as arm
 
     from records
     left join ranked

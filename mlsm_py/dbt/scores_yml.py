@@ -112,7 +112,25 @@ def scores_yml(key: str) -> dict:
     }
 
 
-def winners_yml(key: str) -> dict:
+def winners_yml(key: str, summaries: Sequence[SummaryModel] = ()) -> dict:
+    srm = []
+    for s in summaries:
+        if s.split is not None:
+            from scipy.stats import chi2
+
+            srm.append(
+                {
+                    "mlsm.sample_ratio": {
+                        "name": f"winners__{s.name}__sample_ratio",
+                        "arguments": {
+                            "summary_model": s.name,
+                            "shares": [[m, share] for m, share in s.split.arms],
+                            # p < 0.001 for arms - 1 degrees of freedom
+                            "critical": round(float(chi2.ppf(0.999, len(s.split.arms) - 1)), 6),
+                        },
+                    }
+                }
+            )
     return {
         "name": "winners",
         "description": "One row per record and summary model: the winning live champion, its "
@@ -123,7 +141,8 @@ def winners_yml(key: str) -> dict:
                     "name": f"winners__one_row_per_{key}_per_summary",
                     "arguments": {"combination_of_columns": [key, "summary_model"]},
                 }
-            }
+            },
+            *srm,
         ],
         "columns": [
             {
@@ -136,6 +155,11 @@ def winners_yml(key: str) -> dict:
             {"name": "winning_version", "description": "The winning model's version."},
             {"name": "winning_fit_id", "description": RUN_DOCS["fit_id"]},
             {"name": "score", "description": "The winning score."},
+            {
+                "name": "arm",
+                "description": "The record's arm in a split summary model (md5 of salt:key); "
+                "NULL for the other rules.",
+            },
             {"name": "run_id", "description": RUN_DOCS["run_id"]},
         ],
     }
@@ -252,10 +276,12 @@ def winner_unit_test(summaries: Sequence[SummaryModel], status: dict[str, str], 
     expect = []
     for s in summaries:
         for k in sorted({r[key] for r in rows}):
-            winner = expected_winner([r for r in rows if r[key] == k], s)
+            winner = expected_winner([r for r in rows if r[key] == k], s, key)
+            arm = s.split.arm_of(k) if s.split is not None else None
             expect.append(
                 {
                     key: k,
+                    "arm": arm,
                     "summary_model": s.name,
                     "winning_model": winner["model_name"] if winner else None,
                     "winning_fit_id": winner["fit_id"] if winner else None,
@@ -272,8 +298,13 @@ def winner_unit_test(summaries: Sequence[SummaryModel], status: dict[str, str], 
     }
 
 
-def expected_winner(rows: list[dict], summary: SummaryModel) -> dict | None:
-    """The summary rule in Python: highest valid live champion score, ties to the priority."""
+def expected_winner(rows: list[dict], summary: SummaryModel, key: str = "") -> dict | None:
+    """The summary rule in Python: highest valid live champion score, ties to the priority;
+    for a split, the record's arm's valid live champion score."""
+    if summary.split is not None and rows:
+        arm = summary.split.arm_of(rows[0][key])
+        rows = [r for r in rows if r["model_name"] == arm]
+        summary = SummaryModel(summary.name, (arm,))
     valid = [
         r
         for r in rows

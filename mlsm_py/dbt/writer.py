@@ -7,6 +7,7 @@ ever removed."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
@@ -125,16 +126,26 @@ def candidates(defs: Definitions, scored: Sequence[Scored]) -> list[tuple[Summar
     return out
 
 
+def _winner_cte(s: SummaryModel, cands: list, key: str) -> str:
+    if s.split is not None:
+        arms = [[m, upper] for m, upper in s.split.upper_bounds()]
+        call = f"mlsm.select_arm(ref('scores'), '{key}', '{s.name}', {arms}, '{s.split.salt}')"
+    else:
+        call = f"mlsm.select_winner(ref('scores'), '{key}', '{s.name}', {cands})"
+    return f"{s.name} as (\n\n    {{{{ {call} | indent(4) }}}}\n\n)"
+
+
+def _rule_text(s: SummaryModel, cands: list) -> str:
+    if s.split is not None:
+        shares = ", ".join(f"{m} {share:.0%}" for m, share in s.split.arms)
+        return f"{s.name}: split by md5(salt:key), salt {s.split.salt!r}: {shares}"
+    return f"{s.name}: highest live champion score, priority {[n for n, _ in cands]}"
+
+
 def winners(chosen: Sequence[tuple[SummaryModel, list]], key: str) -> str:
-    parts = [
-        f"{s.name} as (\n\n    {{{{ mlsm.select_winner(ref('scores'), '{key}', "
-        f"'{s.name}', {cands}) | indent(4) }}}}\n\n)"
-        for s, cands in chosen
-    ]
+    parts = [_winner_cte(s, cands, key) for s, cands in chosen]
     union = "\n    union all\n".join(f"    select * from {s.name}" for s, _ in chosen)
-    rules = "; ".join(
-        f"{s.name}: highest live champion score, priority {[n for n, _ in c]}" for s, c in chosen
-    )
+    rules = "; ".join(_rule_text(s, c) for s, c in chosen)
     return (
         _header([f"summary models: {rules}"], "--")
         + "\nwith\n\n"
@@ -227,7 +238,7 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
     chosen = candidates(defs, scored)
     if chosen:
         files[SCORES_DIR / "winners.sql"] = winners(chosen, key)
-        docs.append(scores_yml.winners_yml(key))
+        docs.append(scores_yml.winners_yml(key, [s for s, _ in chosen]))
         # The unit test's live models are the candidates the SQL ranks; drafts as defined.
         status = {m.name: m.status for m in defs.models}
         live = {n for _, cands in chosen for n, _ in cands}
@@ -236,7 +247,9 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
             for n, st in status.items()
         }
         summaries = [
-            SummaryModel(s.name, tuple(n for n in s.models if status[n] != "untrained"))
+            dataclasses.replace(s, models=tuple(n for n in s.models if status[n] != "untrained"))
+            if s.split is None
+            else s
             for s, _ in chosen
         ]
         doc["unit_tests"] = [scores_yml.winner_unit_test(summaries, status, key)]
