@@ -201,6 +201,29 @@ def test_every_bad_input_is_reported_at_once_and_nothing_is_published(built):
     assert len(after) == 1 and after[0][0] != before[0][0]
 
 
+def test_text_in_a_number_column_is_a_contract_failure(built):
+    """A CRM export with text where a number belongs: the check on raw.leads names the column
+    and the value, and staging is skipped instead of failing with a cast error."""
+    s, _ = built
+    wh = s.project.warehouse
+    before = query(wh, "select run_id, count(*) from published.scores group by run_id")
+    con = duckdb.connect(str(wh))
+    con.execute(
+        "create or replace table raw.leads as select * replace (case when lead_id = 21 "
+        "then 'twelve' else cast(visits as varchar) end as visits) from raw.leads"
+    )
+    con.close()
+    with pytest.raises(BuildError) as err:
+        run_build(s)
+    text = str(err.value)
+    assert "raw.leads.visits: 1 rows break the rule" in text, text
+    assert "visits must be readable as integer" in text and "e.g. 'twelve'" in text
+    assert "Conversion Error" not in text
+    assert query(wh, "select run_id, count(*) from published.scores group by run_id") == before
+    load(wh, generate_leads(ROWS, seed=3))
+    run_build(s)
+
+
 def test_generated_files_are_the_registry_rendered(built):
     """Same registry, same bytes: rendering again changes nothing on disk, and each file
     names its fit."""

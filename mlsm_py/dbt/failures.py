@@ -36,6 +36,8 @@ def rule_words(name: str, column: str | None, kwargs: dict) -> str:
         if kwargs.get("max_value") is not None:
             parts.append(f"<= {kwargs['max_value']}")
         return f"{col} must be a number {' and '.join(parts)} (not NaN)"
+    if name == "castable":
+        return f"{col} must be readable as {kwargs.get('type')} (text in a number column?)"
     if name == "finite":
         return f"{col} must be a finite number (not NaN, +inf or -inf)"
     if name == "unique_combination_of_columns":
@@ -77,6 +79,9 @@ def describe(result: Any, warehouse: Path | None = None) -> str:
         column = getattr(node, "column_name", None)
         attached = getattr(node, "attached_node", None) or ""
         model = attached.rsplit(".", 1)[-1] if attached else ""
+        sources = getattr(node, "sources", None) or []
+        if not model and sources:  # a check on a source: name it as the warehouse does
+            model = ".".join(sources[0])
         kwargs = {k: v for k, v in (meta.kwargs or {}).items() if k not in ("model", "column_name")}
         where = f"{model}.{column}" if column else model
         values = sample(node, warehouse)
