@@ -104,7 +104,7 @@ def record_failure(s: Session, run_id: str, command: str, started: Any, err: Exc
                 "rows_scored": None,
                 "rows_new": None,
                 "failed_checks": "\n".join(failed) if failed else None,
-                "message": str(err).splitlines()[0][:500],
+                "message": (str(err).splitlines() or [type(err).__name__])[0][:500],
             },
         )
 

@@ -248,7 +248,7 @@ def run_retrain(s: Session, propose: bool = False, names: Sequence[str] = ()) ->
                             s,
                             con,
                             o.model,
-                            f"build failed: {str(e).splitlines()[0]}",
+                            f"build failed: {(str(e).splitlines() or [type(e).__name__])[0]}",
                             run_id,
                             o.champion_fit,
                             c.fit_id,
