@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
-from sqlglot import exp
 
 from mlsm_py.compile.assemblers import assemble
 from mlsm_py.errors import MlsmError
@@ -19,6 +18,7 @@ from mlsm_py.parity.gate import ParityReport, check_parity, input_types
 from mlsm_py.parity.python_route import check_parity_python
 from mlsm_py.registry import artifacts, store
 from mlsm_py.spec import Model
+from mlsm_py.train.trainer import read_window
 
 __all__ = ["VerifyResult", "verify"]
 
@@ -100,16 +100,5 @@ def _line(what: str, rows: int, diff: float, passed: bool) -> str:
 
 def _holdout(con: duckdb.DuckDBPyConnection, model: Model, record: dict) -> pd.DataFrame:
     """The fit's own holdout rows, from the bounds the registry recorded."""
-    t = exp.column(model.split.column, quoted=True)
-    query = exp.select(*[exp.column(f, quoted=True) for f in model.field_names]).from_(
-        exp.to_table(model.features)
-    )
-    if record["holdout_from"] is not None:
-        query = query.where(
-            exp.and_(
-                t >= exp.Literal.string(record["holdout_from"].isoformat()),
-                t <= exp.Literal.string(record["matured_until"].isoformat()),
-            )
-        )
-    df = con.execute(query.order_by(exp.column(model.key, quoted=True)).sql("duckdb")).df()
+    df = read_window(con, model, record["holdout_from"], record["matured_until"], True)
     return model_frame(df, field_types(model.fields))

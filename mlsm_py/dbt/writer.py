@@ -7,7 +7,6 @@ ever removed."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
@@ -239,19 +238,14 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
     if chosen:
         files[SCORES_DIR / "winners.sql"] = winners(chosen, key)
         docs.append(scores_yml.winners_yml(key, [s for s, _ in chosen]))
-        # The unit test's live models are the candidates the SQL ranks; drafts as defined.
-        status = {m.name: m.status for m in defs.models}
+        # The unit test's live models are the candidates the SQL ranks (live models without a
+        # champion are neither live nor draft there); drafts as defined.
         live = {n for _, cands in chosen for n, _ in cands}
         status = {
-            n: ("live" if n in live else "draft" if st == "draft" else "untrained")
-            for n, st in status.items()
+            m.name: "live" if m.name in live else "draft" if m.status == "draft" else "untrained"
+            for m in defs.models
         }
-        summaries = [
-            dataclasses.replace(s, models=tuple(n for n in s.models if status[n] != "untrained"))
-            if s.split is None
-            else s
-            for s, _ in chosen
-        ]
+        summaries = [s for s, _ in chosen]
         doc["unit_tests"] = [scores_yml.winner_unit_test(summaries, status, key)]
         by_name = {m.name: m for m in defs.models}
         for summary, _ in chosen:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from mlsm_py.registry import store
+
 COUNTRIES = ["de", "fr", "gb", "us", "nl", "es", "it", "pl", "se", "other"]
 CHANNELS = ["organic", "paid_search", "social", "referral", "email", "partner"]
 COMPANY_SIZES = ["1-10", "11-50", "51-200", "201-1000", "1000+"]
@@ -83,8 +85,7 @@ def generate_leads(rows: int = 100_000, seed: int = 42) -> pa.Table:
 
 def rows_in(con, schema: str = "raw", name: str = "leads") -> int:
     """Rows in raw.leads (a DuckDB connection); 0 when the table does not exist."""
-    q = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
-    if not con.execute(q, [schema, name]).fetchone()[0]:
+    if not store.table_exists(con, schema, name):
         return 0
     return int(con.execute(f'select count(*) from "{schema}"."{name}"').fetchone()[0])
 

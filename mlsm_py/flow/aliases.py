@@ -114,8 +114,7 @@ def rollback(s: Session, model: str) -> str:
 
 
 def _published_status(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    q = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
-    if not con.execute(q, ["published", "scores"]).fetchone()[0]:
+    if not store.table_exists(con, "published", "scores"):
         return {}
     return dict(
         con.execute("select distinct model_name, model_status from published.scores").fetchall()

@@ -29,11 +29,6 @@ def build_features(s: Session) -> runner.BuildOutcome:
     return runner.build(s.dbt, [f"+{r}" for r in relations])
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    q = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
-    return bool(con.execute(q, [schema, name]).fetchone()[0])
-
-
 def _as_of(con: duckdb.DuckDBPyConnection, s: Session) -> Any:
     newest = []
     for m in s.defs.models:
@@ -57,7 +52,7 @@ def publish(
         applied = store.apply_pending(con, run_id, s.actor)
         con.execute(f"create schema if not exists {PUBLISHED}")
         scored = con.execute(f"select count(distinct {k}) from {AUDIT}.scores").fetchone()[0]
-        if _table_exists(con, PUBLISHED, "scores"):
+        if store.table_exists(con, PUBLISHED, "scores"):
             new = con.execute(
                 f"select count(distinct {k}) from {AUDIT}.scores where {k} not in "
                 f"(select {k} from {PUBLISHED}.scores)"
@@ -66,7 +61,7 @@ def publish(
             new = scored
         docs = writer.published_docs(s.defs)
         for name in writer.published_tables(s.defs):
-            if _table_exists(con, AUDIT, name):
+            if store.table_exists(con, AUDIT, name):
                 con.execute(
                     f"create or replace table {PUBLISHED}.{name} as select * from {AUDIT}.{name}"
                 )

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 from sqlglot import exp
 
+from mlsm_py.registry import store
 from mlsm_py.registry.schema import SCHEMA
 
 PUBLISHED = "published"
@@ -31,11 +32,10 @@ def export(con: duckdb.DuckDBPyConnection, warehouse: Path, tables: list[str], d
     target = readers_file(warehouse)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    q = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
     con.execute(f"attach {exp.Literal.string(str(tmp)).sql('duckdb')} as mlsm_readers")
     try:
         for schema, name in [*((PUBLISHED, t) for t in tables), (SCHEMA, "builds")]:
-            if not con.execute(q, [schema, name]).fetchone()[0]:
+            if not store.table_exists(con, schema, name):
                 continue
             con.execute(f"create schema if not exists mlsm_readers.{schema}")
             con.execute(

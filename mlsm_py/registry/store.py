@@ -54,9 +54,13 @@ def _in_use(warehouse: Path, err: Exception) -> Exception:
     )
 
 
-def has_registry(con: duckdb.DuckDBPyConnection) -> bool:
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
     q = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
-    return bool(con.execute(q, [SCHEMA, "fits"]).fetchone()[0])
+    return bool(con.execute(q, [schema, name]).fetchone()[0])
+
+
+def has_registry(con: duckdb.DuckDBPyConnection) -> bool:
+    return table_exists(con, SCHEMA, "fits")
 
 
 @contextlib.contextmanager
