@@ -159,6 +159,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mlsm_py.flow import evaluate
+    from mlsm_py.flow.lock import hold
+
+    s = _session(args)
+    s.require_warehouse()
+    if not s.defs.summaries:
+        raise MlsmError("the project defines no summary model to evaluate")
+    with hold(s.project.warehouse, "evaluate"), s.registry() as con:
+        _say("summary models on the holdout (the current champions), next to their members:")
+        evaluate.report(s, con)
+        _say("on realised outcomes (each record as first published, outcome since arrived):")
+        if not evaluate.report(s, con, sample="realised"):
+            _say("  no published record has an outcome yet")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mlsm", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"mlsm {__version__}")
@@ -202,6 +219,7 @@ def parser() -> argparse.ArgumentParser:
     history = verb("history", cmd_history, "a model's decisions, newest first")
     history.add_argument("model")
     history.add_argument("--json", action="store_true")
+    verb("evaluate", cmd_evaluate, "summary models vs their members: holdout and realised")
     verify = verb("verify", cmd_verify, "re-run the parity gate on the champion fit")
     verify.add_argument("model")
     verify.add_argument(

@@ -287,22 +287,45 @@ class Split:
         return next(m for m, upper in self.upper_bounds() if bucket < upper)
 
 
+# Summary rules; `docs/summary-rules.md` says when each fits.
+SUMMARY_RULES = (
+    "best_member",
+    "highest_percentile",
+    "priority",
+    "highest_score",
+    "mean_score",
+    "split",
+)
+
+
 @dataclass(frozen=True)
 class SummaryModel:
-    """Picks one winner per record among its input models.
+    """Picks one winner per record among its input models' live champions.
 
-    Rule "highest_score": the highest non-NULL score among live input models wins; ties go to
-    the model listed first (`models` is the declared priority). Rule "split": the record's arm
-    (`split`) decides, and that model's score is the record's (an A/B test). Draft models and
-    challengers are scored but never win.
+    Rules (challengers and drafts are scored but never win; NULL/NaN scores never win; ties
+    go to the model listed first, `models` being the declared priority):
+
+    - "best_member" (default): the member whose champion has the best holdout `metric`
+      scores the record; if its score is missing, the next best does. Never worse than the
+      best member on the holdout.
+    - "highest_percentile": the highest percentile, each score placed on its own fit's
+      training breakpoints, so members on different scales compete fairly.
+    - "priority": the first listed member with a valid score (a fixed fallback order).
+    - "highest_score": the highest raw score; fair only when every member's score is a
+      calibrated probability on one scale.
+    - "mean_score": a blend, the mean of the valid member scores; the winner is the summary.
+    - "split": an A/B test; the record's arm (`split`) scores it.
     """
 
     name: str
     models: tuple[str, ...]
-    rule: Literal["highest_score", "split"] = "highest_score"
+    rule: Literal[
+        "best_member", "highest_percentile", "priority", "highest_score", "mean_score", "split"
+    ] = "best_member"
     description: str = ""
     call_list: CallList | None = None
     split: Split | None = None
+    metric: str = "roc_auc"  # what "best_member" ranks by, on each champion's holdout
     priority: dict[str, int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -314,10 +337,15 @@ class SummaryModel:
             check_name("model", m)
         if len(set(models)) != len(models):
             raise SpecError(f"summary model {self.name!r}: an input model is listed twice")
-        if self.rule not in ("highest_score", "split"):
+        if self.rule not in SUMMARY_RULES:
             raise SpecError(
                 f"summary model {self.name!r}: rule {self.rule!r} is unknown; "
-                "supported: highest_score, split"
+                f"supported: {', '.join(SUMMARY_RULES)}"
+            )
+        if self.metric not in METRIC_DIRECTIONS:
+            raise SpecError(
+                f"summary model {self.name!r}: metric {self.metric!r} is unknown; "
+                f"known: {', '.join(METRIC_DIRECTIONS)}"
             )
         if (self.rule == "split") != (self.split is not None):
             raise SpecError(

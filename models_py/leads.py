@@ -158,7 +158,12 @@ SUMMARIES = [
     SummaryModel(
         name="lead_winner",
         models=("lead_lgbm", "lead_forest", "lead_logreg", "lead_extra_trees"),
-        description="Highest live score per lead; ties go to the model listed first.",
+        # Each live champion is ranked by its holdout ROC AUC; the best scores every lead it
+        # can, the next one the rest. "highest_score" would compare unlike scales: the model
+        # with the most spread-out probabilities would win most leads.
+        rule="best_member",
+        description="The live model with the best holdout ROC AUC scores each lead; the "
+        "next best fills in where its score is missing.",
         # What sales reads: published.call_list, open leads in call order.
         call_list=CallList(
             "call_list",

@@ -28,9 +28,13 @@ def test_demo_end_to_end(demo):
     assert "loading 3,000 synthetic leads" in text
     assert "ROC AUC" in text and "top-10% capture" in text and "max |diff|" in text
     assert "is the champion (first fit)" in text and "published run" in text
-    assert "FROM published.winners" in text and "LIMIT 10" in text
-    top = text.split("top 10 open leads")[1].split("The SQL")[0].strip().splitlines()[2:]
+    assert "FROM published.call_list" in text and "LIMIT 10" in text
+    # The summary is evaluated next to its members, and the default rule does not lose.
+    assert "lead_winner (rule best_member) on" in text and "warning:" not in text
+    top = text.split("top 10 of published.call_list")[1].split("The SQL")[0]
+    top = top.strip().splitlines()[2:]
     assert len(top) == 10
+    assert [int(line.split()[0]) for line in top] == list(range(1, 11))
     assert not any("lead_extra_trees" in line for line in top)  # the draft never wins
     assert (root / "dbt_project" / "models" / "scores" / "score__lead_lgbm.sql").is_file()
     assert "Traceback" not in out.stderr and "dbt" not in out.stderr

@@ -4,7 +4,10 @@ publication log, and write-audit-publish when the input breaks a contract."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import duckdb
+import numpy as np
 import pytest
 
 from mlsm_py.dbt import writer
@@ -12,7 +15,10 @@ from mlsm_py.demo.data import generate_leads
 from mlsm_py.errors import BuildError
 from mlsm_py.flow.build import run_build
 from mlsm_py.flow.session import scored_fits
+from mlsm_py.flow.evaluate import evaluate_summaries
 from mlsm_py.registry import store
+from mlsm_py.spec import METRIC_DIRECTIONS, SummaryModel
+from mlsm_py.train.summary import Bands, pick, place
 from models_py import PROJECT
 from tests.helpers import build_project, load, published_vs_library, query, session
 
@@ -21,9 +27,23 @@ ROWS = 4000
 TOLERANCE = 1e-9
 
 
+# Every summary rule on the same scores, in one build: each is checked against Python.
+RULES = ("highest_percentile", "priority", "highest_score", "mean_score")
+DEFS = dataclasses.replace(
+    PROJECT,
+    summaries=(
+        *PROJECT.summaries,
+        *(
+            SummaryModel(f"w_{r}", ("lead_logreg", "lead_forest", "lead_lgbm"), rule=r)
+            for r in RULES
+        ),
+    ),
+)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    s = session(tmp_path_factory.mktemp("dbt"), PROJECT)
+    s = session(tmp_path_factory.mktemp("dbt"), DEFS)
     log = build_project(s, generate_leads(ROWS, seed=3))
     return s, log
 
@@ -41,26 +61,115 @@ def test_build_publishes_the_open_leads_only(built):
     )[0]
     assert n_leads == open_leads and n_scores == open_leads * len(PROJECT.models)
     assert n_runs == 1 and nulls == 0 and closed == 0  # a converted lead is never on the list
-    (n_winners, n_distinct, draft_wins) = query(
-        wh,
-        "select count(*), count(distinct lead_id), "
-        "count(*) filter (where winning_model = 'lead_extra_trees') from published.winners",
-    )[0]
-    assert n_winners == open_leads and n_distinct == open_leads and draft_wins == 0
-    # The winner is the highest live champion score (checked against the long table).
-    mismatches = query(
-        wh,
-        """
-        with best as (
-            select lead_id, max(score) as top from published.scores
-            where model_status = 'live' and role = 'champion' group by lead_id
-        )
-        select count(*) from published.winners w join best using (lead_id)
-        where w.score <> best.top
-        """,
-    )[0][0]
-    assert mismatches == 0
+    for summary in DEFS.summaries:
+        (n_winners, n_distinct, draft_wins) = query(
+            wh,
+            "select count(*), count(distinct lead_id), count(*) filter "
+            "(where winning_model = 'lead_extra_trees') from published.winners "
+            "where summary_model = ?",
+            [summary.name],
+        )[0]
+        assert n_winners == open_leads and n_distinct == open_leads and draft_wins == 0
     assert log["rows_scored"] == open_leads and log["rows_new"] == open_leads
+
+
+def _python_order(wh, summary) -> list[str]:
+    """The ranked candidates, worked out from the registry here rather than by the writer."""
+    live = [n for n in summary.models if DEFS.model(n).status == "live"]
+    if summary.rule != "best_member":
+        return live
+    auc = dict(
+        query(
+            wh,
+            "select a.model_name, m.value from mlsm_registry.aliases a join "
+            "mlsm_registry.fit_metrics m using (fit_id) where a.alias = 'champion' "
+            "and m.metric = ?",
+            [summary.metric],
+        )
+    )
+    sign = METRIC_DIRECTIONS[summary.metric]
+    return sorted(live, key=lambda n: (-sign * auc[n], summary.priority[n]))
+
+
+@pytest.mark.parametrize("summary", DEFS.summaries, ids=lambda s: s.rule)
+def test_every_winner_rule_equals_its_python_form(built, summary):
+    """The SQL rule and `train.summary.pick` agree on every published record: the same winner,
+    score and percentile (percentiles placed on the breakpoints in the registry)."""
+    s, _ = built
+    wh = s.project.warehouse
+    order = _python_order(wh, summary)
+    scores = duckdb.connect(str(wh))
+    try:
+        long = scores.execute(
+            "select lead_id, model_name, fit_id, score from published.scores "
+            "where role = 'champion' and model_status = 'live' order by lead_id"
+        ).df()
+        points = {
+            f: store.breakpoints(scores, f) for f in long["fit_id"].unique()
+        }
+        got = scores.execute(
+            "select lead_id, winning_model, score, percentile from published.winners "
+            "where summary_model = ? order by lead_id",
+            [summary.name],
+        ).df()
+    finally:
+        scores.close()
+    wide = long.pivot(index="lead_id", columns="model_name", values="score")
+    fit_of = long.groupby("model_name")["fit_id"].first()
+    assert all(len(points[f]) == 101 for f in fit_of)
+    S = {n: wide[n].to_numpy(dtype="float64") for n in order}
+    P = {n: place(S[n], Bands.of(points[fit_of[n]])) for n in order}
+    want = pick(summary.rule, order, S, P)
+    assert got["lead_id"].tolist() == wide.index.tolist()
+    if summary.rule == "mean_score":
+        assert (got["winning_model"] == summary.name).all()
+        assert got["percentile"].isna().all()
+    else:
+        names = np.array(order)[want.member]
+        assert got["winning_model"].tolist() == names.tolist()
+        np.testing.assert_allclose(got["percentile"], want.percentile, rtol=0, atol=1e-9)
+        assert ((got["percentile"] >= 0) & (got["percentile"] <= 100)).all()
+    np.testing.assert_allclose(got["score"], want.score, rtol=0, atol=1e-12)
+
+
+def test_summaries_are_evaluated_on_the_holdout_next_to_their_members(built):
+    s, _ = built
+    wh = s.project.warehouse
+    with s.registry() as con:
+        reports = {r.summary.name: r for r in evaluate_summaries(s, con)}
+        fit_auc = dict(
+            con.execute(
+                "select a.model_name, m.value from mlsm_registry.aliases a join "
+                "mlsm_registry.fit_metrics m using (fit_id) where a.alias = 'champion' "
+                "and m.metric = 'roc_auc'"
+            ).fetchall()
+        )
+    assert set(reports) == {x.name for x in DEFS.summaries}
+    for r in reports.values():
+        # Members trained in one run share the holdout: their numbers are the fits' own.
+        for name, m in r.members.items():
+            assert m["roc_auc"] == pytest.approx(fit_auc[name], abs=1e-12)
+        best = max(r.members, key=lambda n: r.members[n]["roc_auc"])
+        worse = any(r.metrics[k] < r.members[best][k] - 1e-9 for k in r.metrics if k != "rows")
+        assert (r.warning() is not None) == worse, r.summary.rule
+        if worse:
+            assert f"loses to its best member {best}" in r.warning()
+    default = reports["lead_winner"]
+    assert default.summary.rule == "best_member" and default.warning() is None
+    best = default.best_member()
+    for k in ("roc_auc", "top_decile_capture"):
+        assert default.metrics[k] == pytest.approx(default.members[best][k], abs=1e-12)
+    # Training recorded the same evaluation in the registry, the summary's rows and each member's.
+    rows = query(
+        wh,
+        "select summary_model, member, value from mlsm_registry.summary_metrics "
+        "where sample = 'holdout' and metric = 'roc_auc'",
+    )
+    recorded = {(sm, mem): v for sm, mem, v in rows}
+    for name, r in reports.items():
+        assert recorded[(name, None)] == pytest.approx(r.metrics["roc_auc"], abs=1e-12)
+        for member in r.members:
+            assert (name, member) in recorded
 
 
 def test_published_rows_carry_provenance(built):
@@ -71,7 +180,11 @@ def test_published_rows_carry_provenance(built):
     )
     published = dict(query(wh, "select distinct model_name, fit_id from published.scores"))
     assert published == fits
-    winners = query(wh, "select distinct winning_model, winning_fit_id from published.winners")
+    winners = query(
+        wh,
+        "select distinct winning_model, winning_fit_id from published.winners "
+        "where winning_fit_id is not null",
+    )
     assert all(fits[m] == f for m, f in winners)
     (run_id,) = query(wh, "select distinct run_id from published.scores")[0]
     build = query(
@@ -88,18 +201,22 @@ def test_call_list_is_open_leads_in_call_order_from_the_same_run(built):
     rows = query(
         wh,
         "select c.call_rank, c.lead_id, c.score, c.winning_fit_id, c.country, c.run_id, "
-        "w.score, w.winning_fit_id, w.run_id, f.converted, f.country "
+        "w.score, w.winning_fit_id, w.run_id, f.converted, f.country, c.percentile "
         "from published.call_list c join published.winners w using (lead_id) "
-        "join lead_features f using (lead_id) order by c.call_rank",
+        "join lead_features f using (lead_id) where w.summary_model = 'lead_winner' "
+        "order by c.call_rank",
     )
     (winners,) = query(
-        wh, "select count(*) from published.winners where winning_model is not null"
+        wh,
+        "select count(*) from published.winners where winning_model is not null "
+        "and summary_model = 'lead_winner'",
     )[0]
     assert len(rows) == winners > 0
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
     assert all(r[2] == r[6] and r[3] == r[7] and r[5] == r[8] for r in rows)  # the same run
     assert all(r[9] is None for r in rows)  # open leads only
-    assert all(a[2] >= b[2] for a, b in zip(rows, rows[1:], strict=False))  # call order
+    # Call order: percentile (the best_member rule's comparable scale), then score.
+    assert all((a[11], a[2]) >= (b[11], b[2]) for a, b in zip(rows, rows[1:], strict=False))
     assert all(r[4] == r[10] for r in rows)
     # Every published column is described, in the warehouse too.
     comments = dict(
@@ -132,13 +249,15 @@ def test_scores_equal_python_model(built):
 
 
 CORRUPTIONS = [
-    # (update of raw.leads, the column, the rule in words, offending rows, a sample value)
+    # (update of raw.leads, the column, the rule in words, offending rows, a sample value,
+    # the offending keys)
     (
         "visits = -5 where lead_id in (7, 8, 9)",
         "lead_features.visits",
         "visits must be a number >= 0 and <= 100000 (not NaN)",
         3,
         "-5",
+        "lead_id 7, 8, 9",
     ),
     (
         "session_minutes = 'infinity'::double where lead_id in (11, 12)",
@@ -146,6 +265,7 @@ CORRUPTIONS = [
         "session_minutes must be a finite number (not NaN, +inf or -inf)",
         2,
         "+inf",
+        "lead_id 11, 12",
     ),
     (
         "country = 'xx' where lead_id = 13",
@@ -153,6 +273,7 @@ CORRUPTIONS = [
         "country must be one of: de, fr, gb",
         1,
         "'xx'",
+        "lead_id 13",
     ),
     (
         "quotes_requested = 5000 where lead_id in (14, 15)",
@@ -160,6 +281,7 @@ CORRUPTIONS = [
         "quotes_requested must be a number >= 0 and <= 1000 (not NaN)",
         2,
         "5000",
+        "lead_id 14, 15",
     ),
     (
         "pages_viewed = null where lead_id = 16",
@@ -167,6 +289,7 @@ CORRUPTIONS = [
         "pages_viewed must not be NULL",
         1,
         None,
+        "lead_id 16",
     ),
 ]
 
@@ -183,12 +306,13 @@ def test_every_bad_input_is_reported_at_once_and_nothing_is_published(built):
     with pytest.raises(BuildError) as err:
         run_build(s)
     lines = str(err.value).splitlines()[1:]
-    for _, where, words, rows, value in CORRUPTIONS:
+    for _, where, words, rows, value, keys in CORRUPTIONS:
         line = next((ln for ln in lines if ln.strip("- ").startswith(where + ":")), None)
         assert line is not None, (where, lines)
         assert f"{rows} rows break the rule" in line and words in line, line
         if value is not None:
             assert f"e.g. {value}" in line, line
+        assert line.endswith(f"({keys})"), line
     # Nothing was published: same run, same rows; the failure is in the publication log.
     assert query(wh, "select run_id, count(*) from published.scores group by run_id") == before
     assert query(wh, "select run_id, count(*) from published.winners group by run_id") == before_w

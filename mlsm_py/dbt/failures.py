@@ -52,27 +52,57 @@ def rule_words(name: str, column: str | None, kwargs: dict) -> str:
     return f"{name}({args})"
 
 
-def sample(node: Any, warehouse: Path | None) -> list[str]:
-    """A few rows the failing test returned, read from a DuckDB warehouse; [] elsewhere."""
-    sql = getattr(node, "compiled_code", None)
-    if not sql or warehouse is None or not Path(warehouse).is_file():
+# Checks whose failing rows are the offending values of the column: the keys holding those
+# values are the rows to fix.
+VALUE_CHECKS = ("not_null", "accepted_range", "accepted_values", "finite")
+
+
+def _query(warehouse: Path | None, sql: str) -> list[tuple]:
+    if warehouse is None or not Path(warehouse).is_file():
         return []
     try:
         import duckdb
 
         con = duckdb.connect(str(warehouse))
         try:
-            rows = con.execute(f"select * from (\n{sql}\n) as failing limit {SAMPLE}").fetchall()
+            return con.execute(sql).fetchall()
         finally:
             con.close()
     except Exception:  # noqa: BLE001 - a sample is a courtesy; the count is the finding
         return []
+
+
+def sample(node: Any, warehouse: Path | None) -> list[str]:
+    """A few rows the failing test returned, read from a DuckDB warehouse; [] elsewhere."""
+    sql = getattr(node, "compiled_code", None)
+    if not sql:
+        return []
+    rows = _query(warehouse, f"select * from (\n{sql}\n) as failing limit {SAMPLE}")
     # The first column is the offending value in every check mlsm writes (accepted_values
     # adds a count beside it).
     return [_fmt(r[0]) for r in rows]
 
 
-def describe(result: Any, warehouse: Path | None = None) -> str:
+def sample_keys(
+    node: Any, check: str, relation: str, column: str, key: str, warehouse: Path | None
+) -> list[str]:
+    """Keys of a few rows holding the offending values (the rows a person goes and fixes)."""
+    sql = getattr(node, "compiled_code", None)
+    if not sql or check not in VALUE_CHECKS:
+        return []
+    if check == "not_null":
+        where = f'"{column}" is null'
+    else:  # the first column of the check's rows is the offending value (DuckDB's #1)
+        where = f'"{column}" in (select #1 from (\n{sql}\n) as failing)'
+    rows = _query(
+        warehouse, f'select "{key}" from {relation} where {where} order by 1 limit {SAMPLE}'
+    )
+    return [_fmt(r[0]) for r in rows]
+
+
+def describe(
+    result: Any, warehouse: Path | None = None, keys: dict[str, str] | None = None
+) -> str:
     node = result.node
     meta = getattr(node, "test_metadata", None)
     if meta is not None:
@@ -86,6 +116,11 @@ def describe(result: Any, warehouse: Path | None = None) -> str:
         where = f"{model}.{column}" if column else model
         values = sample(node, warehouse)
         tail = f"; e.g. {', '.join(values)}" if values else ""
+        key = (keys or {}).get(model)
+        if key and column and not sources:
+            found = sample_keys(node, meta.name, model, column, key, warehouse)
+            if found:
+                tail += f" ({key} {', '.join(found)})"
         return (
             f"{where}: {result.failures or 0} rows break the rule "
             f'"{rule_words(meta.name, column, kwargs)}" (check {node.name}, {meta.name}){tail}'

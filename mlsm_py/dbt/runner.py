@@ -35,6 +35,7 @@ class DbtContext:
     target: str | None = None
     log_dir: Path | None = None
     verbose: bool = False
+    keys: tuple[tuple[str, str], ...] = ()  # (relation, its key column): failures name keys
 
 
 def macro_package() -> Path:
@@ -99,7 +100,7 @@ def _invoke(ctx: DbtContext, args: list[str], variables: dict | None) -> BuildOu
         status = str(r.status)
         outcome.counts[status] = outcome.counts.get(status, 0) + 1
         if status in ("fail", "error"):
-            outcome.failures.append(failures.describe(r, ctx.warehouse))
+            outcome.failures.append(failures.describe(r, ctx.warehouse, dict(ctx.keys)))
     return outcome
 
 

@@ -3,7 +3,7 @@ winners and the winner rule's unit test. Tests follow each fit's declared output
 
 from __future__ import annotations
 
-import math
+import numpy as np
 from collections.abc import Sequence
 from typing import Any
 
@@ -134,7 +134,8 @@ def winners_yml(key: str, summaries: Sequence[SummaryModel] = ()) -> dict:
     return {
         "name": "winners",
         "description": "One row per record and summary model: the winning live champion, its "
-        "version, fit and score. NULL/NaN scores never win; ties go to the declared priority.",
+        "version, fit, score and percentile, by the summary's rule. NULL/NaN scores never "
+        "win; ties and fallbacks follow the ranked members.",
         "data_tests": [
             {
                 "mlsm.unique_combination_of_columns": {
@@ -154,7 +155,24 @@ def winners_yml(key: str, summaries: Sequence[SummaryModel] = ()) -> dict:
             {"name": "winning_model", "description": "The winning model (NULL: no valid score)."},
             {"name": "winning_version", "description": "The winning model's version."},
             {"name": "winning_fit_id", "description": RUN_DOCS["fit_id"]},
-            {"name": "score", "description": "The winning score."},
+            {
+                "name": "score",
+                "description": "The winning score (for a mean_score summary, the mean of the "
+                "valid member scores; winning_model is then the summary itself).",
+            },
+            {
+                "name": "percentile",
+                "description": "Where the winning score lies among its fit's training scores, "
+                "0 to 100 (mlsm_registry.score_breakpoints); NULL for a blend.",
+                "data_tests": [
+                    {
+                        "not_null": {
+                            "name": "winners__percentile__not_null",
+                            "config": {"where": "winning_fit_id is not null"},
+                        }
+                    }
+                ],
+            },
             {
                 "name": "arm",
                 "description": "The record's arm in a split summary model (md5 of salt:key); "
@@ -186,7 +204,8 @@ def call_list_yml(summary: SummaryModel, first: Any) -> dict:
         "columns": [
             {
                 "name": "call_rank",
-                "description": "1 = call first: descending winning score, ties by key.",
+                "description": "1 = call first: by the summary's rule (percentile, then score, "
+                "for rules that compare percentiles), ties by key.",
                 "data_tests": [
                     {"unique": {"name": f"{cl.name}__call_rank__unique"}},
                     {"not_null": {"name": f"{cl.name}__call_rank__not_null"}},
@@ -198,6 +217,11 @@ def call_list_yml(summary: SummaryModel, first: Any) -> dict:
                 "data_tests": [{"unique": {"name": f"{cl.name}__{key}__unique"}}],
             },
             {"name": "score", "description": "The winning score."},
+            {
+                "name": "percentile",
+                "description": "The winning score's percentile among its fit's training "
+                "scores (0 to 100).",
+            },
             {"name": "winning_model", "description": "The model whose score won."},
             {"name": "winning_version", "description": "The winning model's version."},
             {"name": "winning_fit_id", "description": RUN_DOCS["fit_id"]},
@@ -239,16 +263,26 @@ def registry_sources() -> dict:
     }
 
 
-def winner_unit_test(summaries: Sequence[SummaryModel], status: dict[str, str], key: str) -> dict:
-    """Given/expect rows for the winner rule: a draft on top, a challenger on top, a NULL
-    score, a tie, a plain win. Expected rows come from `expected_winner`, the rule in Python."""
-    first = summaries[0]
+# Percentile bands of the unit test's fits: member a on [0, 1], member b on [0, 0.5], so one
+# score can be higher while its percentile is lower. Dyadic values keep the arithmetic exact.
+_TEST_BANDS = {
+    "a": [(-1, -1e308, 0.0), (0, 0.0, 0.5), (1, 0.5, 1.0), (100, 1.0, None)],
+    "b": [(-1, -1e308, 0.0), (0, 0.0, 0.125), (1, 0.125, 0.25), (2, 0.25, 0.5), (100, 0.5, None)],
+}
+
+
+def winner_unit_test(chosen: Sequence[tuple[SummaryModel, list]], status: dict, key: str) -> dict:
+    """Given/expect rows for the winner rules: a draft on top, a challenger on top, a NULL
+    score, a tie, a higher score with a lower percentile, a plain win. Expected rows come
+    from `expected_winner`, the rules in Python (`train.summary`)."""
+    first, cands = chosen[0]
     live = [n for n in first.models if status.get(n) == "live"]
     drafts = [n for n in first.models if status.get(n) == "draft"]
     draft = drafts[0] if drafts else "zz_draft_model"
     a = live[0]
     b = live[1] if len(live) > 1 else None
     rows: list[dict] = []
+    bands: list[dict] = []
 
     def score(k: int, model: str, value: float | None, role: str = "champion") -> None:
         rows.append(
@@ -263,59 +297,95 @@ def winner_unit_test(summaries: Sequence[SummaryModel], status: dict[str, str], 
             }
         )
 
-    score(1, a, 0.40)  # a draft model with the top score never wins
-    score(1, draft, 0.99)
-    score(1, a, 0.98, "challenger")  # nor does a challenger
+    score(1, a, 0.375)  # a draft model with the top score never wins
+    score(1, draft, 0.9921875)
+    score(1, a, 0.984375, "challenger")  # nor does a challenger
     score(2, a, None)  # a NULL score never wins
     if b:
-        score(2, b, 0.10)
-        score(3, b, 0.75)  # a tie goes to the model declared first
+        score(2, b, 0.125)
+        score(3, b, 0.75)  # a tie goes to the model ranked first
         score(3, a, 0.75)
-        score(4, a, 0.20)  # otherwise the highest score wins, whatever the priority
-        score(4, b, 0.30)
+        score(4, a, 0.25)
+        score(4, b, 0.3125)
+        score(5, a, 0.625)  # a's score is higher, b's percentile is
+        score(5, b, 0.25)
+    by_fit = {}
+    for fit_id in sorted({r["fit_id"] for r in rows}):
+        scale = _TEST_BANDS["b" if b and fit_id == f"{b}_champion" else "a"]
+        for band, lower, upper in scale:
+            bands.append({"fit_id": fit_id, "band": band, "lower": lower, "upper": upper})
+        by_fit[fit_id] = _bands(scale)
     expect = []
-    for s in summaries:
+    for s, order in chosen:
         for k in sorted({r[key] for r in rows}):
-            winner = expected_winner([r for r in rows if r[key] == k], s, key)
-            arm = s.split.arm_of(k) if s.split is not None else None
+            mine = [r for r in rows if r[key] == k]
+            w = expected_winner(mine, s, [n for n, _ in order], by_fit, key)
             expect.append(
                 {
                     key: k,
-                    "arm": arm,
+                    "arm": s.split.arm_of(k) if s.split is not None else None,
                     "summary_model": s.name,
-                    "winning_model": winner["model_name"] if winner else None,
-                    "winning_fit_id": winner["fit_id"] if winner else None,
-                    "score": winner["score"] if winner else None,
+                    **(w or dict.fromkeys(("winning_model", "winning_fit_id", "score", "percentile"))),
                 }
             )
     return {
         "name": "winner_rule",
-        "description": "Ties go to the declared priority; NULL scores, draft models and "
-        "challengers never win.",
+        "description": "Each summary rule as declared: ties and fallbacks follow the ranked "
+        "members; NULL scores, draft models and challengers never win.",
         "model": "winners",
-        "given": [{"input": "ref('scores')", "rows": rows}],
+        "given": [
+            {"input": "ref('scores')", "rows": rows},
+            {"input": "ref('score_bands')", "rows": bands},
+        ],
         "expect": {"rows": expect},
     }
 
 
-def expected_winner(rows: list[dict], summary: SummaryModel, key: str = "") -> dict | None:
-    """The summary rule in Python: highest valid live champion score, ties to the priority;
-    for a split, the record's arm's valid live champion score."""
-    if summary.split is not None and rows:
-        arm = summary.split.arm_of(rows[0][key])
-        rows = [r for r in rows if r["model_name"] == arm]
-        summary = SummaryModel(summary.name, (arm,))
-    valid = [
-        r
-        for r in rows
-        if r["model_status"] == "live"
-        and r.get("role", "champion") == "champion"
-        and r["model_name"] in summary.priority
-        and r["score"] is not None
-        and not math.isnan(r["score"])
-    ]
-    if not valid:
-        return None
-    return min(
-        valid, key=lambda r: (-r["score"], summary.priority[r["model_name"]], r["model_name"])
+def _bands(rows: list[tuple]) -> Any:
+    from mlsm_py.train.summary import Bands
+
+    return Bands(
+        np.array([r[0] for r in rows]),
+        np.array([r[1] for r in rows], dtype="float64"),
+        np.array([np.nan if r[2] is None else r[2] for r in rows]),
     )
+
+
+def expected_winner(
+    rows: list[dict], summary: SummaryModel, order: Sequence[str], bands: dict, key: str
+) -> dict | None:
+    """The summary rule in Python on one record's score rows (see `train.summary.pick`)."""
+    from mlsm_py.train.summary import pick, place
+
+    if summary.split is not None and rows:
+        order = [summary.split.arm_of(rows[0][key])]
+        rule = "priority"
+    else:
+        rule = summary.rule
+    live = {
+        r["model_name"]: r
+        for r in rows
+        if r["model_status"] == "live" and r.get("role", "champion") == "champion"
+    }
+    order = [n for n in order if n in live]
+    if not order:
+        return None
+    scores = {n: np.array([np.nan if live[n]["score"] is None else live[n]["score"]]) for n in order}
+    pct = {n: place(scores[n], bands[live[n]["fit_id"]]) for n in order}
+    got = pick(rule, order, scores, pct)
+    if np.isnan(got.score[0]):
+        return None
+    if rule == "mean_score":
+        return {
+            "winning_model": summary.name,
+            "winning_fit_id": None,
+            "score": float(got.score[0]),
+            "percentile": None,
+        }
+    winner = live[order[got.member[0]]]
+    return {
+        "winning_model": winner["model_name"],
+        "winning_fit_id": winner["fit_id"],
+        "score": winner["score"],
+        "percentile": float(got.percentile[0]),
+    }

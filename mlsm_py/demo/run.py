@@ -15,12 +15,11 @@ from mlsm_py.flow.lifecycle import run_train
 from mlsm_py.flow.session import Session
 
 
-def top_leads_sql(summary: str, key: str, n: int = 10) -> str:
+def top_leads_sql(call_list: str, key: str, n: int = 10) -> str:
     q = (
-        exp.select(key, "winning_model", "winning_version", "winning_fit_id", "score")
-        .from_(exp.to_table("published.winners"))
-        .where(exp.column("summary_model").eq(exp.Literal.string(summary)))
-        .order_by(exp.column("score").desc(), exp.column(key))
+        exp.select("call_rank", key, "winning_model", "score", "percentile")
+        .from_(exp.to_table(f"published.{call_list}"))
+        .order_by(exp.column("call_rank"))
         .limit(n)
     )
     return sqlglot.transpile(q.sql("duckdb"), read="duckdb", write="duckdb", pretty=True)[0]
@@ -49,10 +48,11 @@ def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
     run_train(s)
     s.say("mlsm build")
     run_build(s)
-    summaries = s.defs.summaries
-    if summaries:
+    lists = [x for x in s.defs.summaries if x.call_list is not None]
+    if lists:
         key = s.defs.models[0].key
-        sql = top_leads_sql(summaries[0].name, key, 10)
+        name = lists[0].call_list.name
+        sql = top_leads_sql(name, key, 10)
         con = duckdb.connect(str(p.warehouse))
         try:
             cur = con.execute(sql)
@@ -60,12 +60,12 @@ def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
             top = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         finally:
             con.close()
-        s.say(f"top 10 open leads by winning score (published.winners, {summaries[0].name}):")
-        s.say(f"  {key:>10}  {'winning_model':<18} {'version':>7}  {'fit':<16}  score")
+        s.say(f"top 10 of published.{name} (open leads in call order, {lists[0].name}):")
+        s.say(f"  {'rank':>4}  {key:>10}  {'winning_model':<18} {'score':>6}  percentile")
         for r in top:
             s.say(
-                f"  {r[key]:>10}  {r['winning_model']:<18} {r['winning_version']:>7}  "
-                f"{r['winning_fit_id']:<16}  {r['score']:.4f}"
+                f"  {r['call_rank']:>4}  {r[key]:>10}  {r['winning_model']:<18} "
+                f"{r['score']:.4f}  {r['percentile']:10.2f}"
             )
         s.say("\nThe SQL an analyst runs for this list:\n")
         s.say(sql + ";")

@@ -21,6 +21,34 @@ from mlsm_py.registry import store
 
 AUDIT = "audit"
 PUBLISHED = "published"
+HISTORY = "history"
+# Each record's first published scores and winners: what it was scored while still open,
+# which realised outcomes are later judged against. Only records new to the history are
+# added, so it grows with new records, not with every run.
+HISTORY_TABLES = {"scores": "first_scores", "winners": "first_winners"}
+
+
+def append_history(con: duckdb.DuckDBPyConnection, key: str, published_at: Any) -> None:
+    """Add the records no earlier publication has scored (inside the publish transaction)."""
+    con.execute(f"create schema if not exists {HISTORY}")
+    for src, dest in HISTORY_TABLES.items():
+        if not store.table_exists(con, AUDIT, src):
+            continue
+        target = f"{HISTORY}.{dest}"
+        if not store.table_exists(con, HISTORY, dest):
+            con.execute(
+                f"create table {target} as select *, cast(null as timestamptz) as published_at "
+                f"from {AUDIT}.{src} limit 0"
+            )
+        have = {r[0] for r in con.execute(f"describe {target}").fetchall()}
+        for name, type_, *_ in con.execute(f"describe {AUDIT}.{src}").fetchall():
+            if name not in have:  # a column added by a newer mlsm: old rows hold NULL
+                con.execute(f"alter table {target} add column {name} {type_}")
+        con.execute(
+            f"insert into {target} by name select *, ? as published_at from {AUDIT}.{src} "
+            f"where {key} not in (select {key} from {target})",
+            [published_at],
+        )
 
 
 def build_features(s: Session) -> runner.BuildOutcome:
@@ -66,12 +94,14 @@ def publish(
                     f"create or replace table {PUBLISHED}.{name} as select * from {AUDIT}.{name}"
                 )
                 comment(con, f"{PUBLISHED}.{name}", *docs.get(name, ("", {})))
+        finished = store.now()
+        append_history(con, k, finished)
         row = {
             "run_id": run_id,
             "command": command,
             "actor": s.actor,
             "started_at": started,
-            "finished_at": store.now(),
+            "finished_at": finished,
             "status": "published",
             "as_of": as_of,
             "rows_scored": scored,

@@ -13,6 +13,7 @@ import duckdb
 from mlsm_py.errors import MlsmError, ParityError
 from mlsm_py.estimator import score_vector
 from mlsm_py.flow import build as build_flow
+from mlsm_py.flow import evaluate as summary_eval
 from mlsm_py.flow.compiled import Compiled, compile_fit
 from mlsm_py.flow.lock import hold
 from mlsm_py.flow.session import Session, register, sync_files
@@ -71,6 +72,9 @@ def run_train(s: Session, names: Sequence[str] = ()) -> list[str]:
                 s.say(f"      {line}")
             for line in sync_files(s, con):
                 s.say(f"      {line}")
+            if s.defs.summaries:
+                s.say("summary models on the holdout, next to their members:")
+                summary_eval.report(s, con)
     return lines
 
 
@@ -224,6 +228,9 @@ def run_retrain(s: Session, propose: bool = False, names: Sequence[str] = ()) ->
             for o in outcomes:
                 s.say(f"  {o.model}: {o.outcome}: {o.reason}")
             overlay = _stage(s, con, compiled, outcomes, run_id, propose)
+            if s.defs.summaries:
+                s.say("      summary models with these champions, on the holdout:")
+                summary_eval.report(s, con, None if propose else overlay, run_id)
         if propose:
             s.say("[4/5] proposals written (nothing promoted):")
             with s.registry() as con:

@@ -38,7 +38,8 @@ class Session:
     @property
     def dbt(self) -> DbtContext:
         p = self.project
-        return DbtContext(p.dbt_dir, p.warehouse, p.dbt_target, p.logs_dir, self.verbose)
+        keys = tuple(sorted({(m.features, m.key) for m in self.defs.models}))
+        return DbtContext(p.dbt_dir, p.warehouse, p.dbt_target, p.logs_dir, self.verbose, keys)
 
     def require_warehouse(self) -> None:
         """Commands that read what training left must not create an empty warehouse (a
@@ -78,7 +79,7 @@ def scored_fits(
                 continue
             row = store.get_fit(con, fit_id)
             assert row is not None, f"alias {m.name}/{alias} points at unknown fit {fit_id}"
-            out.append(writer.Scored(m, alias, row))
+            out.append(writer.Scored(m, alias, row, store.fit_metrics(con, fit_id)))
     return out
 
 
@@ -142,4 +143,5 @@ def register(s: Session, con: duckdb.DuckDBPyConnection, c) -> bool:
         return False
     rel = artifacts.store(c.artifact, c.artifact_sha256, s.project.warehouse)
     store.insert_fit(con, fit_row(c, s.actor, rel), c.fit.metrics)
+    store.insert_breakpoints(con, c.fit_id, c.fit.breakpoints)
     return True

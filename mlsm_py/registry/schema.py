@@ -10,6 +10,9 @@ builds          the publication log: one row per build, published or failed
 generated_files each generated score model file as mlsm last wrote it (path, sha256): the dbt
                 provenance test compares the file dbt reads with it
 pending         aliases a running `mlsm retrain` applies when (and only if) it publishes
+score_breakpoints each fit's 101 training-score quantiles: its percentile scale
+summary_metrics each summary model evaluated next to its members, on the holdout or on
+                realised outcomes
 
 No primary keys: DuckDB checks them eagerly inside a transaction (a delete followed by an
 insert of the same key fails), and the rules are kept by the code that writes the rows and
@@ -114,6 +117,25 @@ TABLES = {
         fit_id varchar,
         decision_id varchar
     """,
+    "score_breakpoints": """
+        fit_id varchar not null,
+        percentile integer not null,
+        score double not null
+    """,
+    "summary_metrics": """
+        evaluation_id varchar not null,
+        evaluated_at timestamptz not null,
+        run_id varchar,
+        summary_model varchar not null,
+        rule varchar not null,
+        sample varchar not null,
+        eval_from timestamp,
+        eval_until timestamp,
+        member varchar,
+        fit_id varchar,
+        metric varchar not null,
+        value double
+    """,
 }
 # Same columns as decisions: a retrain's decisions wait here until its build publishes.
 TABLES["pending_decisions"] = TABLES["decisions"]
@@ -128,6 +150,10 @@ DESCRIPTIONS = {
     "generated_files": "Each generated score model as mlsm last wrote it: path and sha256.",
     "pending": "Aliases a running retrain applies when it publishes (empty between runs).",
     "pending_decisions": "Decisions a running retrain records when it publishes.",
+    "score_breakpoints": "Each fit's 101 training-score quantiles (percentile 0..100): the "
+    "scale its percentiles are read on.",
+    "summary_metrics": "Each summary model evaluated next to its members (member NULL: the "
+    "summary), on the holdout (sample 'holdout') or on realised outcomes ('realised').",
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +107,18 @@ def insert_fit(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any], metrics: 
     _insert(con, "fits", row)
     for name, value in sorted(metrics.items()):
         _insert(con, "fit_metrics", {"fit_id": row["fit_id"], "metric": name, "value": value})
+
+
+def insert_breakpoints(con: duckdb.DuckDBPyConnection, fit_id: str, points: Sequence) -> None:
+    con.executemany(
+        f"insert into {SCHEMA}.score_breakpoints (fit_id, percentile, score) values (?, ?, ?)",
+        [[fit_id, i, float(v)] for i, v in enumerate(points)],
+    )
+
+
+def breakpoints(con: duckdb.DuckDBPyConnection, fit_id: str) -> list[float]:
+    q = f"select score from {SCHEMA}.score_breakpoints where fit_id = ? order by percentile"
+    return [r[0] for r in con.execute(q, [fit_id]).fetchall()]
 
 
 def get_fit(con: duckdb.DuckDBPyConnection, fit_id: str) -> dict | None:

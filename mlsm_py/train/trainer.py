@@ -18,6 +18,7 @@ from mlsm_py.frames import model_frame
 from mlsm_py.spec import Model
 from mlsm_py.train.metrics import evaluate
 from mlsm_py.train.split import SplitBounds, bounds
+from mlsm_py.train.summary import breakpoints
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Fit:
     train_rows: int
     immature_rows: int
     data_hash: str
+    # 101 quantiles of the fit's own training scores: its percentile scale (registry)
+    breakpoints: np.ndarray
 
     @property
     def estimator_name(self) -> str:
@@ -141,6 +144,7 @@ def train(con: Any, model: Model) -> Fit:
         )
     y_hold = hold_df[model.target].to_numpy(dtype="float64")
     metrics = evaluate(y_hold, score_vector(estimator, X_hold), task)
+    points = breakpoints(score_vector(estimator, X_train))
     return Fit(
         model,
         estimator,
@@ -150,4 +154,5 @@ def train(con: Any, model: Model) -> Fit:
         len(train_df),
         immature,
         _hash(train_df),
+        points,
     )
