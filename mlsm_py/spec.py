@@ -45,7 +45,16 @@ def check_condition(what: str, text: str) -> str:
 
 @dataclass(frozen=True)
 class Field:
-    """Contract for one input column: type, nullability and the values it may take."""
+    """Contract for one input column: type, nullability and the values it may take.
+
+    `severity` says what a row breaking the contract does: "error" (the default) stops the
+    build before anything is published; "quarantine" keeps the row out of scoring, lists it
+    in the quarantine table with the rule and the value, and lets publication go on while
+    the quarantined share of the relation stays at or under `quarantine_limit` (0.01 = 1%).
+    `unknown_levels` says the same of a category level outside `levels`: "block",
+    "quarantine" or "pass" (score it: fits an encoder with handle_unknown="ignore"); by
+    default it follows `severity`.
+    """
 
     name: str
     type: Literal["double", "integer", "category"]
@@ -54,9 +63,48 @@ class Field:
     max: float | None = None
     levels: tuple[str, ...] | None = None
     description: str = ""
+    severity: Literal["error", "quarantine"] = "error"
+    unknown_levels: Literal["block", "quarantine", "pass"] | None = None
+    quarantine_limit: float | None = None
+
+    @property
+    def levels_action(self) -> str:
+        """What an unknown level does: block, quarantine or pass."""
+        if self.unknown_levels is not None:
+            return self.unknown_levels
+        return "quarantine" if self.severity == "quarantine" else "block"
+
+    @property
+    def quarantines(self) -> bool:
+        return self.severity == "quarantine" or (
+            self.levels is not None and self.levels_action == "quarantine"
+        )
 
     def __post_init__(self) -> None:
         check_name("field", self.name)
+        if self.severity not in ("error", "quarantine"):
+            raise SpecError(
+                f"field {self.name!r}: severity {self.severity!r} is not 'error' or 'quarantine'"
+            )
+        if self.unknown_levels not in (None, "block", "quarantine", "pass"):
+            raise SpecError(
+                f"field {self.name!r}: unknown_levels {self.unknown_levels!r} is not 'block', "
+                "'quarantine' or 'pass'"
+            )
+        if self.unknown_levels is not None and self.levels is None:
+            raise SpecError(f"field {self.name!r}: unknown_levels needs declared levels")
+        if self.quarantines:
+            limit = self.quarantine_limit
+            if limit is None or not 0 < limit < 1:
+                raise SpecError(
+                    f"field {self.name!r}: a quarantine needs quarantine_limit, the largest "
+                    f"share of rows it may hold back, between 0 and 1 (got {limit!r})"
+                )
+        elif self.quarantine_limit is not None:
+            raise SpecError(
+                f"field {self.name!r}: quarantine_limit applies only with severity='quarantine' "
+                "or unknown_levels='quarantine'"
+            )
         if self.type not in FIELD_TYPES:
             raise SpecError(
                 f"field {self.name!r}: type {self.type!r} is not one of {', '.join(FIELD_TYPES)}"

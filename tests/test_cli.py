@@ -38,6 +38,9 @@ def test_demo_end_to_end(demo):
     assert not any("lead_extra_trees" in line for line in top)  # the draft never wins
     assert (root / "dbt_project" / "models" / "scores" / "score__lead_lgbm.sql").is_file()
     assert "Traceback" not in out.stderr and "dbt" not in out.stderr
+    # Quiet by default: dbt's own log goes to a file, no colour codes, a page of output.
+    assert len(text.splitlines()) < 60, text
+    assert "\x1b[" not in text and (root / "logs" / "dbt.log").is_file()
 
 
 def test_second_demo_keeps_the_data_and_changes_nothing(demo):

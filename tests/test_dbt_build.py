@@ -14,8 +14,8 @@ from mlsm_py.dbt import writer
 from mlsm_py.demo.data import generate_leads
 from mlsm_py.errors import BuildError
 from mlsm_py.flow.build import run_build
-from mlsm_py.flow.session import scored_fits
 from mlsm_py.flow.evaluate import evaluate_summaries
+from mlsm_py.flow.session import scored_fits
 from mlsm_py.registry import store
 from mlsm_py.spec import METRIC_DIRECTIONS, SummaryModel
 from mlsm_py.train.summary import Bands, pick, place
@@ -104,9 +104,7 @@ def test_every_winner_rule_equals_its_python_form(built, summary):
             "select lead_id, model_name, fit_id, score from published.scores "
             "where role = 'champion' and model_status = 'live' order by lead_id"
         ).df()
-        points = {
-            f: store.breakpoints(scores, f) for f in long["fit_id"].unique()
-        }
+        points = {f: store.breakpoints(scores, f) for f in long["fit_id"].unique()}
         got = scores.execute(
             "select lead_id, winning_model, score, percentile from published.winners "
             "where summary_model = ? order by lead_id",

@@ -11,7 +11,31 @@ def _num(x: float) -> float | int:
     return int(x) if float(x).is_integer() and abs(x) < 2**53 else float(x)
 
 
+def _warn_if(tests: list, quarantined: bool) -> list:
+    """A quarantine rule's check warns (the quarantine table holds the rows); others error."""
+    if quarantined:
+        for t in tests:
+            spec = next(iter(t.values()))
+            spec["config"] = {"severity": "warn"}
+    return tests
+
+
 def field_tests(relation: str, f: Field) -> list:
+    """The field's checks; those of quarantine rules only warn (the share test blocks)."""
+    held = f.severity == "quarantine"
+    tests = _warn_if(_value_tests(relation, f), held)
+    if f.levels is not None and f.levels_action != "pass":
+        levels = {
+            "accepted_values": {
+                "name": f"{relation}__{f.name}__accepted_levels",
+                "arguments": {"values": list(f.levels), "quote": True},
+            }
+        }
+        tests += _warn_if([levels], f.levels_action == "quarantine")
+    return tests
+
+
+def _value_tests(relation: str, f: Field) -> list:
     tests: list = []
     if not f.nullable:
         tests.append({"not_null": {"name": f"{relation}__{f.name}__not_null"}})
@@ -31,15 +55,6 @@ def field_tests(relation: str, f: Field) -> list:
     if f.type == "double":
         # +inf passes a one-sided range and NaN compares oddly; a model then scores NULL.
         tests.append({"mlsm.finite": {"name": f"{relation}__{f.name}__finite"}})
-    if f.levels is not None:
-        tests.append(
-            {
-                "accepted_values": {
-                    "name": f"{relation}__{f.name}__accepted_levels",
-                    "arguments": {"values": list(f.levels), "quote": True},
-                }
-            }
-        )
     return tests
 
 

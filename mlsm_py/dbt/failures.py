@@ -40,6 +40,11 @@ def rule_words(name: str, column: str | None, kwargs: dict) -> str:
         return f"{col} must be readable as {kwargs.get('type')} (text in a number column?)"
     if name == "finite":
         return f"{col} must be a finite number (not NaN, +inf or -inf)"
+    if name == "quarantine_share":
+        return (
+            f"at most {float(kwargs.get('max_share', 0)):.1%} of the rows may be quarantined for "
+            f"{kwargs.get('column')}"
+        )
     if name == "unique_combination_of_columns":
         cols = ", ".join(kwargs.get("combination_of_columns", []))
         return f"one row per ({cols})"
@@ -100,9 +105,7 @@ def sample_keys(
     return [_fmt(r[0]) for r in rows]
 
 
-def describe(
-    result: Any, warehouse: Path | None = None, keys: dict[str, str] | None = None
-) -> str:
+def describe(result: Any, warehouse: Path | None = None, keys: dict[str, str] | None = None) -> str:
     node = result.node
     meta = getattr(node, "test_metadata", None)
     if meta is not None:

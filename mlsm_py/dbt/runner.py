@@ -109,7 +109,9 @@ def build(
 ) -> BuildOutcome:
     """`dbt build`; raises BuildError naming each failing check. A failing check skips every
     model downstream of it."""
-    args = ["build"] + (["--select", *select] if select else [])
+    # A partial build runs only the checks whose inputs it all builds (dbt's default "eager"
+    # would also run checks that read a model outside the selection, not built yet).
+    args = ["build"] + (["--select", *select, "--indirect-selection", "cautious"] if select else [])
     outcome = run(ctx, args, variables)
     if not outcome.success:
         listed = "\n  - ".join(outcome.failures) or "(see the dbt log)"

@@ -3,9 +3,10 @@ winners and the winner rule's unit test. Tests follow each fit's declared output
 
 from __future__ import annotations
 
-import numpy as np
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from mlsm_py.registry.schema import DESCRIPTIONS, SCHEMA
 from mlsm_py.spec import SummaryModel
@@ -325,7 +326,10 @@ def winner_unit_test(chosen: Sequence[tuple[SummaryModel, list]], status: dict, 
                     key: k,
                     "arm": s.split.arm_of(k) if s.split is not None else None,
                     "summary_model": s.name,
-                    **(w or dict.fromkeys(("winning_model", "winning_fit_id", "score", "percentile"))),
+                    **(
+                        w
+                        or dict.fromkeys(("winning_model", "winning_fit_id", "score", "percentile"))
+                    ),
                 }
             )
     return {
@@ -370,7 +374,9 @@ def expected_winner(
     order = [n for n in order if n in live]
     if not order:
         return None
-    scores = {n: np.array([np.nan if live[n]["score"] is None else live[n]["score"]]) for n in order}
+    scores = {
+        n: np.array([np.nan if live[n]["score"] is None else live[n]["score"]]) for n in order
+    }
     pct = {n: place(scores[n], bands[live[n]["fit_id"]]) for n in order}
     got = pick(rule, order, scores, pct)
     if np.isnan(got.score[0]):

@@ -43,13 +43,12 @@ class SummaryReport:
     def loses(self) -> list[str]:
         """What the summary loses on against its best member (by ROC AUC), if anything."""
         best = self.members[self.best_member()]
-        return [
-            k for k in METRICS if _num(self.metrics[k]) < _num(best[k]) - 1e-9
-        ]
+        return [k for k in METRICS if _num(self.metrics[k]) < _num(best[k]) - 1e-9]
 
     def warning(self) -> str | None:
         lost = self.loses()
-        if not lost:
+        # An A/B split gives a share of records to the weaker arm on purpose.
+        if not lost or self.summary.split is not None:
             return None
         best = self.best_member()
         what = ", ".join(

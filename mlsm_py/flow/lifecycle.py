@@ -70,8 +70,10 @@ def run_train(s: Session, names: Sequence[str] = ()) -> list[str]:
             s.say("[3/3] registered:")
             for line in lines:
                 s.say(f"      {line}")
-            for line in sync_files(s, con):
-                s.say(f"      {line}")
+            changed = sync_files(s, con)
+            if changed:
+                names = ", ".join(ln.rsplit("/", 1)[-1] for ln in changed)
+                s.say(f"      dbt files ({len(changed)} changed): {names}")
             if s.defs.summaries:
                 s.say("summary models on the holdout, next to their members:")
                 summary_eval.report(s, con)

@@ -11,7 +11,7 @@ import pandas as pd
 from sklearn.base import clone
 from sqlglot import exp
 
-from mlsm_py.contracts import check_frame
+from mlsm_py.contracts import check_frame, quarantined
 from mlsm_py.errors import ContractError, SpecError
 from mlsm_py.estimator import input_types, score_vector, task_of
 from mlsm_py.frames import model_frame
@@ -79,7 +79,9 @@ def read_window(con: Any, model: Model, start: Any, end: Any, inclusive_end: boo
         .where(cond)
         .order_by(_q(model.key))
     )
-    return con.execute(q.sql("duckdb")).df()
+    df = con.execute(q.sql("duckdb")).df()
+    held = quarantined(df, model.fields)  # what the build keeps out of scoring, training skips
+    return df[~held].reset_index(drop=True) if held.any() else df
 
 
 def _as_of(con: Any, model: Model) -> Any:

@@ -49,8 +49,8 @@ def test_train_warns_when_a_summary_loses_to_its_best_member(tmp_path):
     assert "by_priority (rule priority) on" in text and "by_best (rule best_member) on" in text
     warnings = [ln for ln in said if "warning:" in ln]
     assert len(warnings) == 1, warnings
-    assert "summary model by_priority (rule priority) loses to its best member lead_a" in (
-        warnings[0]
+    assert (
+        "summary model by_priority (rule priority) loses to its best member lead_a" in (warnings[0])
     )
     assert f"ROC AUC {auc['lead_b']:.4f} vs {auc['lead_a']:.4f}" in warnings[0]
     rows = dict(

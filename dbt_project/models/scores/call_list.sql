@@ -21,9 +21,10 @@ features as (
 final as (
 
     select
-        row_number() over (order by winners.score desc, winners.lead_id) as call_rank,
+        row_number() over (order by winners.percentile desc, winners.score desc, winners.lead_id) as call_rank,
         winners.lead_id,
         winners.score,
+        winners.percentile,
         winners.winning_model,
         winners.winning_version,
         winners.winning_fit_id,
