@@ -62,6 +62,12 @@ def test_split_assigns_arms_as_python_does_and_checks_the_ratio(tmp_path):
         )[0][0]
         == 0
     )
+    # The arm is in the score history too (each record as first published).
+    history = query(
+        wh,
+        "select lead_id, arm from history.first_winners where summary_model = 'lead_ab'",
+    )
+    assert len(history) == 4000 and all(arm == SPLIT.arm_of(k) for k, arm in history)
 
     # Skew the audited winners: the sample-ratio check must fail.
     con = duckdb.connect(str(wh))
