@@ -357,7 +357,7 @@ class SummaryModel:
       scores the record; if its score is missing, the next best does. Never worse than the
       best member on the holdout.
     - "highest_percentile": the highest percentile, each score placed on its own fit's
-      training breakpoints, so members on different scales compete fairly.
+      holdout breakpoints (stored at training), so members on different scales compete fairly.
     - "priority": the first listed member with a valid score (a fixed fallback order).
     - "highest_score": the highest raw score; fair only when every member's score is a
       calibrated probability on one scale.

@@ -130,6 +130,27 @@ def test_every_winner_rule_equals_its_python_form(built, summary):
     np.testing.assert_allclose(got["score"], want.score, rtol=0, atol=1e-12)
 
 
+def test_every_score_carries_its_band_on_the_stored_breakpoints(built):
+    """Percentile and decile in published.scores equal the Python placement of each score on
+    its fit's breakpoints (registry), for champions and challengers, live and draft."""
+    from mlsm_py.dbt.unit_tests import decile
+
+    s, _ = built
+    con = duckdb.connect(str(s.project.warehouse))
+    try:
+        rows = con.execute(
+            "select fit_id, score, percentile, decile from published.scores order by fit_id"
+        ).df()
+        points = {f: store.breakpoints(con, f) for f in rows["fit_id"].unique()}
+    finally:
+        con.close()
+    for fit_id, part in rows.groupby("fit_id"):
+        want = place(part["score"].to_numpy(), Bands.of(points[fit_id]))
+        np.testing.assert_allclose(part["percentile"], want, rtol=0, atol=1e-9)
+        assert part["decile"].tolist() == [decile(p) for p in want]
+    assert rows["decile"].between(1, 10).all() and rows["percentile"].between(0, 100).all()
+
+
 def test_summaries_are_evaluated_on_the_holdout_next_to_their_members(built):
     s, _ = built
     wh = s.project.warehouse

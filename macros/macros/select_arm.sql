@@ -1,11 +1,11 @@
 {#- One row per record for a split summary model: the record's arm by md5_bucket(salt:key)
     against each arm's exclusive upper bucket, and that arm's live champion score (NULL when
     it has no valid score), with its percentile. `arms` is [[model, upper bucket], ...] in order. -#}
-{% macro select_arm(scores, bands, key, summary_model, arms, salt) -%}
-    {{ return(adapter.dispatch('select_arm', 'mlsm')(scores, bands, key, summary_model, arms, salt)) }}
+{% macro select_arm(scores, key, summary_model, arms, salt) -%}
+    {{ return(adapter.dispatch('select_arm', 'mlsm')(scores, key, summary_model, arms, salt)) }}
 {%- endmacro %}
 
-{% macro default__select_arm(scores, bands, key, summary_model, arms, salt) -%}
+{% macro default__select_arm(scores, key, summary_model, arms, salt) -%}
 {%- if arms | length < 2 -%}
     {{ exceptions.raise_compiler_error("select_arm: summary model '" ~ summary_model ~ "' needs two arms") }}
 {%- endif -%}
@@ -37,18 +37,12 @@ assigned as (
 
 ),
 
-valid as (
+champions as (
 
     select * from scores
     where model_status = 'live'
         and role = 'champion'
         and {{ mlsm.is_valid_score('score') }}
-
-),
-
-champions as (
-
-    {{ mlsm.place_in_bands('valid', bands) | indent(4) }}
 
 ),
 
@@ -62,6 +56,7 @@ final as (
         champions.fit_id as winning_fit_id,
         champions.score,
         champions.percentile,
+        champions.decile,
         assigned.arm
 
     from assigned

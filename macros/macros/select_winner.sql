@@ -1,18 +1,18 @@
 {#- One row per record: the winner among the live candidate models' champions (challengers are
     shadow-scored and never win), by `rule`:
       highest_score       the highest score
-      highest_percentile  the highest percentile on each fit's own bands (`bands`)
+      highest_percentile  the highest percentile (each score's on its own fit's bands)
       priority            the first candidate (by rank) with a valid score; "best_member"
                           arrives here with the candidates ranked by their holdout metric
       mean_score          the mean of the valid scores; the summary itself is the winner
     `candidates` is [[model, rank], ...]. NULL/NaN scores never win; ties go to the lower rank,
     then to the model name, so the result never depends on row order. Records with no valid
     score get a NULL winner. `mlsm_py.train.summary.pick` is the same rule in Python. -#}
-{% macro select_winner(scores, bands, key, summary_model, candidates, rule) -%}
-    {{ return(adapter.dispatch('select_winner', 'mlsm')(scores, bands, key, summary_model, candidates, rule)) }}
+{% macro select_winner(scores, key, summary_model, candidates, rule) -%}
+    {{ return(adapter.dispatch('select_winner', 'mlsm')(scores, key, summary_model, candidates, rule)) }}
 {%- endmacro %}
 
-{% macro default__select_winner(scores, bands, key, summary_model, candidates, rule) -%}
+{% macro default__select_winner(scores, key, summary_model, candidates, rule) -%}
 {%- if candidates | length == 0 -%}
     {{ exceptions.raise_compiler_error("select_winner: summary model '" ~ summary_model ~ "' has no candidate models") }}
 {%- endif -%}
@@ -75,6 +75,7 @@ final as (
         cast(null as {{ dbt.type_string() }}) as winning_fit_id,
         blended.score,
         cast(null as {{ mlsm.type_double() }}) as percentile,
+        cast(null as integer) as decile,
         cast(null as {{ dbt.type_string() }}) as arm
 
     from records
@@ -83,12 +84,6 @@ final as (
 
 )
 {%- else %}
-
-placed as (
-
-    {{ mlsm.place_in_bands('candidates', bands) | indent(4) }}
-
-),
 
 ranked as (
 
@@ -99,7 +94,7 @@ ranked as (
             order by {{ orders[rule] }}
         ) as winner_rank
 
-    from placed
+    from candidates
 
 ),
 
@@ -113,6 +108,7 @@ final as (
         ranked.fit_id as winning_fit_id,
         ranked.score,
         ranked.percentile,
+        ranked.decile,
         cast(null as {{ dbt.type_string() }}) as arm
 
     from records

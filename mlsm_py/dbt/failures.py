@@ -4,10 +4,12 @@ and a few of the offending values."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 SAMPLE = 5
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # dbt colours some messages (unit test diffs)
 
 
 def _fmt(v: Any) -> str:
@@ -128,7 +130,7 @@ def describe(result: Any, warehouse: Path | None = None, keys: dict[str, str] | 
             f"{where}: {result.failures or 0} rows break the rule "
             f'"{rule_words(meta.name, column, kwargs)}" (check {node.name}, {meta.name}){tail}'
         )
-    text = str(result.message or "")
+    text = ANSI.sub("", str(result.message or ""))
     # A Python model's error carries its traceback: the last line is the error itself.
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     message = lines[-1] if "Traceback" in text and lines else " ".join(text.split())

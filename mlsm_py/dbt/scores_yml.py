@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from mlsm_py.registry.schema import DESCRIPTIONS, SCHEMA
 from mlsm_py.spec import SummaryModel
 
@@ -108,9 +106,48 @@ def scores_yml(key: str) -> dict:
                 "prediction, as the fit declares (mlsm_registry.fits.outputs).",
                 "data_tests": [{"not_null": {"name": "scores__score__not_null"}}],
             },
+            *BAND_COLUMNS("scores"),
             {"name": "run_id", "description": RUN_DOCS["run_id"]},
         ],
     }
+
+
+def BAND_COLUMNS(table: str) -> list[dict]:  # noqa: N802 - reads as the columns it returns
+    """percentile and decile: on the fit's bands stored at training, never re-ranked per batch;
+    NULL only for a NULL score (or a blend)."""
+    # A NaN score fails the score checks already; a blend's winner (no fit) has no bands.
+    where = {"where": "score is not null" if table == "scores" else "winning_fit_id is not null"}
+    return [
+        {
+            "name": "percentile",
+            "description": "Where the score lies among its fit's holdout scores, 0 to 100 "
+            "(mlsm_registry.score_breakpoints, stored at training): a record's percentile does "
+            "not depend on the other records of the batch. NULL for a NULL score.",
+            "data_tests": [
+                {"not_null": {"name": f"{table}__percentile__not_null", "config": where}},
+                {
+                    "mlsm.accepted_range": {
+                        "name": f"{table}__percentile__between_0_and_100",
+                        "arguments": {"min_value": 0, "max_value": 100},
+                    }
+                },
+            ],
+        },
+        {
+            "name": "decile",
+            "description": "1 to 10 from the percentile (10 = the top tenth: percentile 90 to "
+            "100). NULL for a NULL score.",
+            "data_tests": [
+                {"not_null": {"name": f"{table}__decile__not_null", "config": where}},
+                {
+                    "mlsm.accepted_range": {
+                        "name": f"{table}__decile__between_1_and_10",
+                        "arguments": {"min_value": 1, "max_value": 10},
+                    }
+                },
+            ],
+        },
+    ]
 
 
 def winners_yml(key: str, summaries: Sequence[SummaryModel] = ()) -> dict:
@@ -161,19 +198,7 @@ def winners_yml(key: str, summaries: Sequence[SummaryModel] = ()) -> dict:
                 "description": "The winning score (for a mean_score summary, the mean of the "
                 "valid member scores; winning_model is then the summary itself).",
             },
-            {
-                "name": "percentile",
-                "description": "Where the winning score lies among its fit's training scores, "
-                "0 to 100 (mlsm_registry.score_breakpoints); NULL for a blend.",
-                "data_tests": [
-                    {
-                        "not_null": {
-                            "name": "winners__percentile__not_null",
-                            "config": {"where": "winning_fit_id is not null"},
-                        }
-                    }
-                ],
-            },
+            *BAND_COLUMNS("winners"),
             {
                 "name": "arm",
                 "description": "The record's arm in a split summary model (md5 of salt:key); "
@@ -220,9 +245,10 @@ def call_list_yml(summary: SummaryModel, first: Any) -> dict:
             {"name": "score", "description": "The winning score."},
             {
                 "name": "percentile",
-                "description": "The winning score's percentile among its fit's training "
-                "scores (0 to 100).",
+                "description": "The winning score's percentile among its fit's holdout "
+                "scores (0 to 100, stored at training).",
             },
+            {"name": "decile", "description": "1 to 10 from the percentile (10 = the top)."},
             {"name": "winning_model", "description": "The model whose score won."},
             {"name": "winning_version", "description": "The winning model's version."},
             {"name": "winning_fit_id", "description": RUN_DOCS["fit_id"]},
@@ -261,137 +287,4 @@ def registry_sources() -> dict:
                 "tables": tables,
             }
         ],
-    }
-
-
-# Percentile bands of the unit test's fits: member a on [0, 1], member b on [0, 0.5], so one
-# score can be higher while its percentile is lower. Dyadic values keep the arithmetic exact.
-_TEST_BANDS = {
-    "a": [(-1, -1e308, 0.0), (0, 0.0, 0.5), (1, 0.5, 1.0), (100, 1.0, None)],
-    "b": [(-1, -1e308, 0.0), (0, 0.0, 0.125), (1, 0.125, 0.25), (2, 0.25, 0.5), (100, 0.5, None)],
-}
-
-
-def winner_unit_test(chosen: Sequence[tuple[SummaryModel, list]], status: dict, key: str) -> dict:
-    """Given/expect rows for the winner rules: a draft on top, a challenger on top, a NULL
-    score, a tie, a higher score with a lower percentile, a plain win. Expected rows come
-    from `expected_winner`, the rules in Python (`train.summary`)."""
-    first, cands = chosen[0]
-    live = [n for n in first.models if status.get(n) == "live"]
-    drafts = [n for n in first.models if status.get(n) == "draft"]
-    draft = drafts[0] if drafts else "zz_draft_model"
-    a = live[0]
-    b = live[1] if len(live) > 1 else None
-    rows: list[dict] = []
-    bands: list[dict] = []
-
-    def score(k: int, model: str, value: float | None, role: str = "champion") -> None:
-        rows.append(
-            {
-                key: k,
-                "model_name": model,
-                "model_version": 1,
-                "fit_id": f"{model}_{role}",
-                "role": role,
-                "model_status": status.get(model, "draft"),
-                "score": value,
-            }
-        )
-
-    score(1, a, 0.375)  # a draft model with the top score never wins
-    score(1, draft, 0.9921875)
-    score(1, a, 0.984375, "challenger")  # nor does a challenger
-    score(2, a, None)  # a NULL score never wins
-    if b:
-        score(2, b, 0.125)
-        score(3, b, 0.75)  # a tie goes to the model ranked first
-        score(3, a, 0.75)
-        score(4, a, 0.25)
-        score(4, b, 0.3125)
-        score(5, a, 0.625)  # a's score is higher, b's percentile is
-        score(5, b, 0.25)
-    by_fit = {}
-    for fit_id in sorted({r["fit_id"] for r in rows}):
-        scale = _TEST_BANDS["b" if b and fit_id == f"{b}_champion" else "a"]
-        for band, lower, upper in scale:
-            bands.append({"fit_id": fit_id, "band": band, "lower": lower, "upper": upper})
-        by_fit[fit_id] = _bands(scale)
-    expect = []
-    for s, order in chosen:
-        for k in sorted({r[key] for r in rows}):
-            mine = [r for r in rows if r[key] == k]
-            w = expected_winner(mine, s, [n for n, _ in order], by_fit, key)
-            expect.append(
-                {
-                    key: k,
-                    "arm": s.split.arm_of(k) if s.split is not None else None,
-                    "summary_model": s.name,
-                    **(
-                        w
-                        or dict.fromkeys(("winning_model", "winning_fit_id", "score", "percentile"))
-                    ),
-                }
-            )
-    return {
-        "name": "winner_rule",
-        "description": "Each summary rule as declared: ties and fallbacks follow the ranked "
-        "members; NULL scores, draft models and challengers never win.",
-        "model": "winners",
-        "given": [
-            {"input": "ref('scores')", "rows": rows},
-            {"input": "ref('score_bands')", "rows": bands},
-        ],
-        "expect": {"rows": expect},
-    }
-
-
-def _bands(rows: list[tuple]) -> Any:
-    from mlsm_py.train.summary import Bands
-
-    return Bands(
-        np.array([r[0] for r in rows]),
-        np.array([r[1] for r in rows], dtype="float64"),
-        np.array([np.nan if r[2] is None else r[2] for r in rows]),
-    )
-
-
-def expected_winner(
-    rows: list[dict], summary: SummaryModel, order: Sequence[str], bands: dict, key: str
-) -> dict | None:
-    """The summary rule in Python on one record's score rows (see `train.summary.pick`)."""
-    from mlsm_py.train.summary import pick, place
-
-    if summary.split is not None and rows:
-        order = [summary.split.arm_of(rows[0][key])]
-        rule = "priority"
-    else:
-        rule = summary.rule
-    live = {
-        r["model_name"]: r
-        for r in rows
-        if r["model_status"] == "live" and r.get("role", "champion") == "champion"
-    }
-    order = [n for n in order if n in live]
-    if not order:
-        return None
-    scores = {
-        n: np.array([np.nan if live[n]["score"] is None else live[n]["score"]]) for n in order
-    }
-    pct = {n: place(scores[n], bands[live[n]["fit_id"]]) for n in order}
-    got = pick(rule, order, scores, pct)
-    if np.isnan(got.score[0]):
-        return None
-    if rule == "mean_score":
-        return {
-            "winning_model": summary.name,
-            "winning_fit_id": None,
-            "score": float(got.score[0]),
-            "percentile": None,
-        }
-    winner = live[order[got.member[0]]]
-    return {
-        "winning_model": winner["model_name"],
-        "winning_fit_id": winner["fit_id"],
-        "score": winner["score"],
-        "percentile": float(got.percentile[0]),
     }

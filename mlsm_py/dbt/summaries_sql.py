@@ -106,16 +106,12 @@ select * from final
 
 
 def _winner_cte(s: SummaryModel, cands: list, key: str) -> str:
-    bands = "ref('score_bands')"
     if s.split is not None:
         arms = [[m, upper] for m, upper in s.split.upper_bounds()]
-        call = (
-            f"mlsm.select_arm(ref('scores'), {bands}, '{key}', '{s.name}', {arms}, "
-            f"'{s.split.salt}')"
-        )
+        call = f"mlsm.select_arm(ref('scores'), '{key}', '{s.name}', {arms}, '{s.split.salt}')"
     else:
         rule = "priority" if s.rule == "best_member" else s.rule
-        call = f"mlsm.select_winner(ref('scores'), {bands}, '{key}', '{s.name}', {cands}, '{rule}')"
+        call = f"mlsm.select_winner(ref('scores'), '{key}', '{s.name}', {cands}, '{rule}')"
     return f"{s.name} as (\n\n    {{{{ {call} | indent(4) }}}}\n\n)"
 
 
@@ -173,6 +169,7 @@ def call_list(summary: SummaryModel, first: Model) -> str:
         "final as (\n\n    select\n"
         f"        row_number() over (order by {call_order(summary)}, winners.{key}) as call_rank,\n"
         f"        winners.{key},\n        winners.score,\n        winners.percentile,\n"
+        "        winners.decile,\n"
         "        winners.winning_model,\n"
         "        winners.winning_version,\n        winners.winning_fit_id,\n"
         + (cols + ",\n" if cols else "")

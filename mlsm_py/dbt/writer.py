@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mlsm_py.dbt import contracts_yml, quarantine, scores_yml
+from mlsm_py.dbt import contracts_yml, quarantine, scores_yml, unit_tests
 from mlsm_py.dbt.common import MARK, RUN_ID, Scored
 from mlsm_py.dbt.common import as_yaml as _yaml
 from mlsm_py.dbt.common import header as _header
@@ -69,14 +69,22 @@ def scores_union(scored: Sequence[Scored], key: str) -> str:
         for n in names
     )
     return (
-        _header(["every record scored by every champion and challenger, long format"], "--")
+        _header(
+            [
+                "every record scored by every champion and challenger, long format, with the "
+                "score's percentile and decile on its fit's stored bands"
+            ],
+            "--",
+        )
         + "\nwith\n\n"
         + imports
+        + ",\n\nbands as (\n\n    select * from {{ ref('score_bands') }}\n\n)"
         + ",\n\nunioned as (\n\n"
         + union
         + "\n\n),\n\n"
-        "final as (\n\n    select\n        unioned.*,\n"
-        f"        {RUN_ID} as run_id\n    from unioned\n\n)\n\nselect * from final\n"
+        "placed as (\n\n    {{ mlsm.place_in_bands('unioned', 'bands') | indent(4) }}\n\n),\n\n"
+        "final as (\n\n    select\n        placed.*,\n"
+        f"        {RUN_ID} as run_id\n    from placed\n\n)\n\nselect * from final\n"
     )
 
 
@@ -145,10 +153,15 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
     docs: list[dict] = [*ymls, scores_yml.scores_yml(key)]
     for rel, (k, fields) in held.items():
         docs.extend(quarantine.yml(rel, k, fields))
-    doc: dict = {"version": 2, "models": docs}
+    names = sorted(s.dbt_name for s in scored)
+    doc: dict = {
+        "version": 2,
+        "models": docs,
+        "unit_tests": [unit_tests.bands_unit_test(names, key)],
+    }
     chosen = candidates(defs, scored)
+    files[SCORES_DIR / "score_bands.sql"] = score_bands()
     if chosen:
-        files[SCORES_DIR / "score_bands.sql"] = score_bands()
         files[SCORES_DIR / "winners.sql"] = winners(chosen, key)
         docs.append(scores_yml.winners_yml(key, [s for s, _ in chosen]))
         # The unit test's live models are the candidates the SQL ranks (live models without a
@@ -158,7 +171,7 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
             m.name: "live" if m.name in live else "draft" if m.status == "draft" else "untrained"
             for m in defs.models
         }
-        doc["unit_tests"] = [scores_yml.winner_unit_test(chosen, status, key)]
+        doc["unit_tests"].append(unit_tests.winner_unit_test(chosen, status, key))
         by_name = {m.name: m for m in defs.models}
         for summary, _ in chosen:
             if summary.call_list is not None:

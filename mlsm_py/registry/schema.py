@@ -10,7 +10,7 @@ builds          the publication log: one row per build, published or failed
 generated_files each generated score model file as mlsm last wrote it (path, sha256): the dbt
                 provenance test compares the file dbt reads with it
 pending         aliases a running `mlsm retrain` applies when (and only if) it publishes
-score_breakpoints each fit's 101 training-score quantiles: its percentile scale
+score_breakpoints each fit's 101 holdout-score quantiles: its percentile scale
 summary_metrics each summary model evaluated next to its members, on the holdout or on
                 realised outcomes
 
@@ -150,7 +150,7 @@ DESCRIPTIONS = {
     "generated_files": "Each generated score model as mlsm last wrote it: path and sha256.",
     "pending": "Aliases a running retrain applies when it publishes (empty between runs).",
     "pending_decisions": "Decisions a running retrain records when it publishes.",
-    "score_breakpoints": "Each fit's 101 training-score quantiles (percentile 0..100): the "
+    "score_breakpoints": "Each fit's 101 holdout-score quantiles (percentile 0..100): the "
     "scale its percentiles are read on.",
     "summary_metrics": "Each summary model evaluated next to its members (member NULL: the "
     "summary), on the holdout (sample 'holdout') or on realised outcomes ('realised').",

@@ -2,7 +2,7 @@
 summary model is evaluated on the holdout like any model before it publishes a list.
 
 Percentiles put every member on one scale: a fit's score is placed among the 101 quantiles of
-its own training scores (its breakpoints, stored in the registry), interpolated linearly inside
+its own holdout scores (its breakpoints, stored in the registry at training), interpolated linearly inside
 a band, 0 below the lowest and 100 at or above the highest.
 """
 
@@ -22,7 +22,7 @@ FLOOR = -1e308
 
 
 def breakpoints(scores: np.ndarray) -> np.ndarray:
-    """The 101 quantiles (0, 1, ..., 100 %) of a fit's valid training scores."""
+    """The 101 quantiles (0, 1, ..., 100 %) of a fit's valid scores (its holdout's)."""
     s = np.asarray(scores, dtype="float64")
     s = s[np.isfinite(s)]
     if len(s) == 0:

@@ -40,7 +40,7 @@ class Fit:
     train_rows: int
     immature_rows: int
     data_hash: str
-    # 101 quantiles of the fit's own training scores: its percentile scale (registry)
+    # 101 quantiles of the fit's holdout scores: its percentile scale (registry)
     breakpoints: np.ndarray
 
     @property
@@ -145,8 +145,11 @@ def train(con: Any, model: Model) -> Fit:
             f"{len(estimator.classes_)} classes. Use mlsm_py.to_sql for multiclass models."
         )
     y_hold = hold_df[model.target].to_numpy(dtype="float64")
-    metrics = evaluate(y_hold, score_vector(estimator, X_hold), task)
-    points = breakpoints(score_vector(estimator, X_train))
+    hold_scores = score_vector(estimator, X_hold)
+    metrics = evaluate(y_hold, hold_scores, task)
+    # Percentile bands on the holdout's scores: how the fit scores records it has not seen
+    # (training scores of trees sit at the extremes of their leaves).
+    points = breakpoints(hold_scores)
     return Fit(
         model,
         estimator,
