@@ -2,8 +2,8 @@
 summary model is evaluated on the holdout like any model before it publishes a list.
 
 Percentiles put every member on one scale: a fit's score is placed among the 101 quantiles of
-its own holdout scores (its breakpoints, stored in the registry at training), interpolated linearly inside
-a band, 0 below the lowest and 100 at or above the highest.
+its own holdout scores (its breakpoints, stored in the registry at training), interpolated
+linearly inside a band, 0 below the lowest and 100 at or above the highest.
 """
 
 from __future__ import annotations

@@ -124,7 +124,8 @@ def test_bands_are_the_same_on_duckdb_postgres_and_python(tmp_path, pg_engine):
             got[target] = query(wh, sql.format(""))
         else:
             table = pg_engine.fetch_arrow(sql.format("mlsm_bands_check."))
-            got[target] = list(zip(*(table[c].to_pylist() for c in table.column_names)))
+            columns = (table[c].to_pylist() for c in table.column_names)
+            got[target] = list(zip(*columns, strict=True))
     for k, fit, v in scores:
         want = None if v is None else float(place(np.array([v]), Bands.of(fits[fit]))[0])
         for target in got:
