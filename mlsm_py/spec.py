@@ -147,7 +147,10 @@ class TimeSplit:
 # Metrics a promotion rule may name, with the direction in which they improve.
 METRIC_DIRECTIONS = {
     "roc_auc": 1,
+    "pr_auc": 1,
     "top_decile_capture": 1,
+    **{f"capture_at_{k}": 1 for k in (1, 5, 10, 20)},
+    **{f"lift_at_{k}": 1 for k in (1, 5, 10, 20)},
     "log_loss": -1,
     "brier": -1,
     "rmse": -1,

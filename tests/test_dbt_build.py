@@ -130,6 +130,28 @@ def test_every_winner_rule_equals_its_python_form(built, summary):
     np.testing.assert_allclose(got["score"], want.score, rtol=0, atol=1e-12)
 
 
+def test_each_fit_evaluation_is_stored_in_the_registry(built):
+    """Every fit's holdout evaluation: the metrics a promotion rule can name, lift per decile
+    and calibration tables, with the holdout's rows."""
+    s, _ = built
+    wh = s.project.warehouse
+    for fit_id, holdout_rows in query(wh, "select fit_id, holdout_rows from mlsm_registry.fits"):
+        metrics = dict(
+            query(
+                wh, "select metric, value from mlsm_registry.fit_metrics where fit_id = ?", [fit_id]
+            )
+        )
+        for name in ("roc_auc", "pr_auc", "log_loss", "brier", "capture_at_1", "lift_at_20"):
+            assert name in metrics and metrics[name] == metrics[name], name
+        tables = query(
+            wh,
+            "select table_name, count(*), sum(rows) from mlsm_registry.fit_bins "
+            "where fit_id = ? group by table_name order by 1",
+            [fit_id],
+        )
+        assert tables == [("calibration", 10, holdout_rows), ("lift_by_decile", 10, holdout_rows)]
+
+
 def test_every_score_carries_its_band_on_the_stored_breakpoints(built):
     """Percentile and decile in published.scores equal the Python placement of each score on
     its fit's breakpoints (registry), for champions and challengers, live and draft."""

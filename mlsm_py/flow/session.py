@@ -144,4 +144,5 @@ def register(s: Session, con: duckdb.DuckDBPyConnection, c) -> bool:
     rel = artifacts.store(c.artifact, c.artifact_sha256, s.project.warehouse)
     store.insert_fit(con, fit_row(c, s.actor, rel), c.fit.metrics)
     store.insert_breakpoints(con, c.fit_id, c.fit.breakpoints)
+    store.insert_bins(con, c.fit_id, c.fit.bins)
     return True

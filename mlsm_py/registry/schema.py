@@ -10,6 +10,7 @@ builds          the publication log: one row per build, published or failed
 generated_files each generated score model file as mlsm last wrote it (path, sha256): the dbt
                 provenance test compares the file dbt reads with it
 pending         aliases a running `mlsm retrain` applies when (and only if) it publishes
+fit_bins        each fit's holdout tables: lift per score decile, 10-bin calibration
 score_breakpoints each fit's 101 holdout-score quantiles: its percentile scale
 summary_metrics each summary model evaluated next to its members, on the holdout or on
                 realised outcomes
@@ -117,6 +118,18 @@ TABLES = {
         fit_id varchar,
         decision_id varchar
     """,
+    "fit_bins": """
+        fit_id varchar not null,
+        table_name varchar not null,
+        bin integer not null,
+        lower double,
+        upper double,
+        rows bigint not null,
+        positives double,
+        mean_score double,
+        observed_rate double,
+        lift double
+    """,
     "score_breakpoints": """
         fit_id varchar not null,
         percentile integer not null,
@@ -150,6 +163,9 @@ DESCRIPTIONS = {
     "generated_files": "Each generated score model as mlsm last wrote it: path and sha256.",
     "pending": "Aliases a running retrain applies when it publishes (empty between runs).",
     "pending_decisions": "Decisions a running retrain records when it publishes.",
+    "fit_bins": "Each fit's holdout tables: lift per score decile (table_name "
+    "'lift_by_decile', bin 10 = the highest scores) and a 10-bin calibration table "
+    "('calibration': mean predicted against observed rate).",
     "score_breakpoints": "Each fit's 101 holdout-score quantiles (percentile 0..100): the "
     "scale its percentiles are read on.",
     "summary_metrics": "Each summary model evaluated next to its members (member NULL: the "

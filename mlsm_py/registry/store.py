@@ -109,6 +109,11 @@ def insert_fit(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any], metrics: 
         _insert(con, "fit_metrics", {"fit_id": row["fit_id"], "metric": name, "value": value})
 
 
+def insert_bins(con: duckdb.DuckDBPyConnection, fit_id: str, rows: Sequence[Mapping]) -> None:
+    for r in rows:
+        _insert(con, "fit_bins", {"fit_id": fit_id, **r})
+
+
 def insert_breakpoints(con: duckdb.DuckDBPyConnection, fit_id: str, points: Sequence) -> None:
     con.executemany(
         f"insert into {SCHEMA}.score_breakpoints (fit_id, percentile, score) values (?, ?, ?)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import (
+    average_precision_score,
     brier_score_loss,
     log_loss,
     mean_absolute_error,
@@ -13,17 +14,73 @@ from sklearn.metrics import (
 )
 
 
-def top_decile_capture(y: np.ndarray, score: np.ndarray) -> float:
-    """Share of all converted records found in the 10% with the highest scores.
+# The top shares capture and lift are reported at (percent of records called first).
+TOP_SHARES = (1, 5, 10, 20)
 
-    Ties are broken by position (stable sort), so the figure is reproducible.
-    """
+
+def capture(y: np.ndarray, score: np.ndarray, share: float) -> float:
+    """Share of all converted records found in the `share` (0.1 = 10%) with the highest
+    scores. Ties are broken by position (stable sort), so the figure is reproducible."""
     y = np.asarray(y)
     if y.sum() == 0:
         return float("nan")
-    n_top = max(1, int(np.ceil(0.1 * len(y))))
+    n_top = max(1, int(np.ceil(share * len(y))))
     order = np.argsort(-np.asarray(score), kind="stable")
     return float(y[order[:n_top]].sum() / y.sum())
+
+
+def top_decile_capture(y: np.ndarray, score: np.ndarray) -> float:
+    return capture(y, score, 0.1)
+
+
+def bins(y: np.ndarray, score: np.ndarray, task: str) -> list[dict]:
+    """The tables an analyst plots: lift per score decile (10 = the highest scores, equal
+    numbers of records by rank) and, for probabilities, a 10-bin calibration table (predicted
+    [0, 0.1), ..., [0.9, 1]: mean predicted against observed rate)."""
+    y = np.asarray(y, dtype="float64")
+    s = np.asarray(score, dtype="float64")
+    if task == "regressor" or len(y) == 0:
+        return []
+    out = []
+    rate = y.mean()
+    order = np.argsort(s, kind="stable")
+    groups = np.array_split(order, 10)
+    for i, idx in enumerate(groups, start=1):
+        if len(idx) == 0:
+            continue
+        r = y[idx].mean()
+        out.append(
+            {
+                "table_name": "lift_by_decile",
+                "bin": i,
+                "lower": float(s[idx].min()),
+                "upper": float(s[idx].max()),
+                "rows": len(idx),
+                "positives": float(y[idx].sum()),
+                "mean_score": float(s[idx].mean()),
+                "observed_rate": float(r),
+                "lift": float(r / rate) if rate > 0 else float("nan"),
+            }
+        )
+    if task == "classifier":
+        which = np.minimum((np.clip(s, 0, 1) * 10).astype(int), 9)
+        for i in range(10):
+            idx = which == i
+            n = int(idx.sum())
+            out.append(
+                {
+                    "table_name": "calibration",
+                    "bin": i + 1,
+                    "lower": i / 10,
+                    "upper": (i + 1) / 10,
+                    "rows": n,
+                    "positives": float(y[idx].sum()) if n else 0.0,
+                    "mean_score": float(s[idx].mean()) if n else float("nan"),
+                    "observed_rate": float(y[idx].mean()) if n else float("nan"),
+                    "lift": float("nan"),
+                }
+            )
+    return out
 
 
 def evaluate(y: np.ndarray, score: np.ndarray, task: str = "classifier") -> dict[str, float]:
@@ -40,7 +97,13 @@ def evaluate(y: np.ndarray, score: np.ndarray, task: str = "classifier") -> dict
     both = len(np.unique(y)) == 2
     out["roc_auc"] = float(roc_auc_score(y, score)) if both else float("nan")
     out["top_decile_capture"] = top_decile_capture(y, score)
-    out["positive_rate"] = float(y.mean()) if len(y) else float("nan")
+    out["pr_auc"] = float(average_precision_score(y, score)) if both else float("nan")
+    rate = float(y.mean()) if len(y) else float("nan")
+    for k in TOP_SHARES:
+        c = capture(y, score, k / 100)
+        out[f"capture_at_{k}"] = c
+        out[f"lift_at_{k}"] = c / (k / 100) if c == c else float("nan")
+    out["positive_rate"] = rate
     if task == "classifier":
         p = np.clip(score, 0.0, 1.0)
         out["log_loss"] = float(log_loss(y, p, labels=[0, 1])) if len(y) else float("nan")

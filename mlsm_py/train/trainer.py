@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from mlsm_py.errors import ContractError, SpecError
 from mlsm_py.estimator import input_types, score_vector, task_of
 from mlsm_py.frames import model_frame
 from mlsm_py.spec import Model
-from mlsm_py.train.metrics import evaluate
+from mlsm_py.train.metrics import bins, evaluate
 from mlsm_py.train.split import SplitBounds, bounds
 from mlsm_py.train.summary import breakpoints
 
@@ -42,6 +42,7 @@ class Fit:
     data_hash: str
     # 101 quantiles of the fit's holdout scores: its percentile scale (registry)
     breakpoints: np.ndarray
+    bins: list = field(default_factory=list)  # holdout lift per decile, calibration (registry)
 
     @property
     def estimator_name(self) -> str:
@@ -160,4 +161,5 @@ def train(con: Any, model: Model) -> Fit:
         immature,
         _hash(train_df),
         points,
+        bins(y_hold, hold_scores, task),
     )
