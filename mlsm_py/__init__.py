@@ -4,6 +4,7 @@ from typing import Any
 
 from mlsm_py.spec import (
     CallList,
+    Checks,
     Definitions,
     Field,
     Model,
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CallList",
+    "Checks",
     "Definitions",
     "Field",
     "Model",

@@ -149,7 +149,11 @@ def test_each_fit_evaluation_is_stored_in_the_registry(built):
             "where fit_id = ? group by table_name order by 1",
             [fit_id],
         )
-        assert tables == [("calibration", 10, holdout_rows), ("lift_by_decile", 10, holdout_rows)]
+        assert tables == [
+            ("calibration", 10, holdout_rows),
+            ("lift_by_decile", 10, holdout_rows),
+            ("score_deciles", 10, holdout_rows),
+        ]
 
 
 def test_every_score_carries_its_band_on_the_stored_breakpoints(built):

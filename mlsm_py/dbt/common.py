@@ -27,6 +27,7 @@ class Scored:
     alias: str
     fit: Mapping[str, Any]  # its mlsm_registry.fits row
     metrics: Mapping[str, float] = field(default_factory=dict)  # its holdout metrics
+    reference: Sequence[Mapping[str, Any]] = ()  # its training input distribution (drift)
 
     @property
     def dbt_name(self) -> str:

@@ -58,6 +58,20 @@ def _value_tests(relation: str, f: Field) -> list:
     return tests
 
 
+def _relation_tests(relation: str, m: Model) -> list:
+    change = m.checks.volume_change
+    if change is None:
+        return []
+    return [
+        {
+            "mlsm.volume_change": {
+                "name": f"{relation}__volume_change",
+                "arguments": {"relation_name": relation, "max_change": change},
+            }
+        }
+    ]
+
+
 def contracts(models: Sequence[Model]) -> dict[str, tuple[str, dict]]:
     """{relation: (who declared it, yml document)}: one document per feature relation."""
     by_rel: dict[str, list[Model]] = {}
@@ -69,7 +83,9 @@ def contracts(models: Sequence[Model]) -> dict[str, tuple[str, dict]]:
         for m in ms:
             for f in m.fields:
                 fields.setdefault(f.name, f)
+        time_col = ms[0].split.column
         key = ms[0].key
+        relation_tests = _relation_tests(relation, ms[0])
         columns = [
             {
                 "name": key,
@@ -86,6 +102,23 @@ def contracts(models: Sequence[Model]) -> dict[str, tuple[str, dict]]:
             if tests:
                 col["data_tests"] = tests
             columns.append(col)
+        fresh = ms[0].checks.freshness_hours
+        if fresh is not None:
+            columns.append(
+                {
+                    "name": time_col,
+                    "description": "When the record was created (the split column).",
+                    "data_tests": [
+                        {
+                            "mlsm.freshness": {
+                                "name": f"{relation}__{time_col}__fresh",
+                                "arguments": {"warn_hours": fresh[0], "error_hours": fresh[1]},
+                                "config": {"warn_if": ">= 1", "error_if": ">= 2"},
+                            }
+                        }
+                    ],
+                }
+            )
         doc = {
             "version": 2,
             "models": [
@@ -95,6 +128,7 @@ def contracts(models: Sequence[Model]) -> dict[str, tuple[str, dict]]:
                     "field contracts declared in the model definitions; scoring runs only if "
                     "they pass.",
                     "columns": columns,
+                    **({"data_tests": relation_tests} if relation_tests else {}),
                 }
             ],
         }

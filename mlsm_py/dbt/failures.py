@@ -42,6 +42,8 @@ def rule_words(name: str, column: str | None, kwargs: dict) -> str:
         return f"{col} must be readable as {kwargs.get('type')} (text in a number column?)"
     if name == "finite":
         return f"{col} must be a finite number (not NaN, +inf or -inf)"
+    if name == "winner_coverage":
+        return f"every record with a valid live score has a winner in {kwargs.get('summary_model')}"
     if name == "quarantine_share":
         return (
             f"at most {float(kwargs.get('max_share', 0)):.1%} of the rows may be quarantined for "

@@ -19,6 +19,7 @@ from mlsm_py.errors import BuildError
 class BuildOutcome:
     success: bool
     failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -101,6 +102,8 @@ def _invoke(ctx: DbtContext, args: list[str], variables: dict | None) -> BuildOu
         outcome.counts[status] = outcome.counts.get(status, 0) + 1
         if status in ("fail", "error"):
             outcome.failures.append(failures.describe(r, ctx.warehouse, dict(ctx.keys)))
+        elif status == "warn":
+            outcome.warnings.append(failures.describe(r, ctx.warehouse, dict(ctx.keys)))
     return outcome
 
 

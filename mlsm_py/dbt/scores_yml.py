@@ -150,9 +150,24 @@ def BAND_COLUMNS(table: str) -> list[dict]:  # noqa: N802 - reads as the columns
     ]
 
 
-def winners_yml(key: str, summaries: Sequence[SummaryModel] = ()) -> dict:
+def winners_yml(key: str, summaries: Sequence[SummaryModel] = (), live: Sequence[str] = ()) -> dict:
     srm = []
     for s in summaries:
+        members = [m for m in s.models if m in live]
+        if s.split is None and members:
+            srm.append(
+                {
+                    "mlsm.winner_coverage": {
+                        "name": f"winners__{s.name}__every_record_has_a_winner",
+                        "arguments": {
+                            "scores": "ref('scores')",
+                            "key": key,
+                            "summary_model": s.name,
+                            "members": members,
+                        },
+                    }
+                }
+            )
         if s.split is not None:
             from scipy.stats import chi2
 

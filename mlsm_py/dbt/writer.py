@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mlsm_py.dbt import contracts_yml, quarantine, scores_yml, unit_tests
+from mlsm_py.dbt import checks_sql, contracts_yml, quarantine, scores_yml, unit_tests
 from mlsm_py.dbt.common import MARK, RUN_ID, Scored
 from mlsm_py.dbt.common import as_yaml as _yaml
 from mlsm_py.dbt.common import header as _header
@@ -150,7 +150,13 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
         files[SCORES_DIR / f"{s.dbt_name}{s.suffix}"] = score_model(s, frozenset(held))
         ymls.append(scores_yml.score_model_yml(s.dbt_name, s.model, s.alias, s.fit))
     files[SCORES_DIR / "scores.sql"] = scores_union(scored, key)
-    docs: list[dict] = [*ymls, scores_yml.scores_yml(key)]
+    files[SCORES_DIR / "score_checks.sql"] = checks_sql.score_checks(scored)
+    drift = checks_sql.input_drift(scored)
+    if drift is not None:
+        files[SCORES_DIR / "input_drift.sql"] = drift
+    docs: list[dict] = [*ymls, scores_yml.scores_yml(key), checks_sql.score_checks_yml()]
+    if drift is not None:
+        docs.append(checks_sql.input_drift_yml())
     for rel, (k, fields) in held.items():
         docs.extend(quarantine.yml(rel, k, fields))
     names = sorted(s.dbt_name for s in scored)
@@ -163,7 +169,8 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
     files[SCORES_DIR / "score_bands.sql"] = score_bands()
     if chosen:
         files[SCORES_DIR / "winners.sql"] = winners(chosen, key)
-        docs.append(scores_yml.winners_yml(key, [s for s, _ in chosen]))
+        live_members = [n for _, cands in chosen for n, _ in cands]
+        docs.append(scores_yml.winners_yml(key, [s for s, _ in chosen], live_members))
         # The unit test's live models are the candidates the SQL ranks (live models without a
         # champion are neither live nor draft there); drafts as defined.
         live = {n for _, cands in chosen for n, _ in cands}

@@ -96,6 +96,9 @@ def publish(
                 comment(con, f"{PUBLISHED}.{name}", *docs.get(name, ("", {})))
         finished = store.now()
         append_history(con, k, finished)
+        for rel in sorted({m.features for m in s.defs.models}):
+            n = con.execute(f"select count(*) from {exp.to_table(rel).sql('duckdb')}").fetchone()[0]
+            store.record_volume(con, run_id, rel, n)
         row = {
             "run_id": run_id,
             "command": command,
@@ -168,6 +171,7 @@ def build(s: Session, run_id: str | None = None, command: str = "build") -> dict
         row["readers_seconds"] = time.perf_counter() - t2
     row["dbt_seconds"] = dbt_s
     row["dbt_summary"] = outcome.summary()
+    row["warnings"] = outcome.warnings
     return row
 
 
@@ -181,6 +185,8 @@ def run_build(s: Session) -> dict:
         )
         row = build(s)
         s.say(f"      dbt: {row['dbt_summary']} ({row['dbt_seconds']:.1f} s)")
+        for w in row["warnings"]:
+            s.say(f"      warning: {w}")
         s.say(
             f"[2/2] published run {row['run_id']}: {row['rows_scored']:,} records scored "
             f"({row['rows_new']:,} new), data as of {row['as_of']:%Y-%m-%d %H:%M}"

@@ -268,6 +268,8 @@ def run_retrain(s: Session, propose: bool = False, names: Sequence[str] = ()) ->
             f"      dbt: {row['dbt_summary']}; published run {run_id}: "
             f"{row['rows_scored']:,} records scored"
         )
+        for w in row["warnings"]:
+            s.say(f"      warning: {w}")
     return outcomes
 
 

@@ -79,7 +79,15 @@ def scored_fits(
                 continue
             row = store.get_fit(con, fit_id)
             assert row is not None, f"alias {m.name}/{alias} points at unknown fit {fit_id}"
-            out.append(writer.Scored(m, alias, row, store.fit_metrics(con, fit_id)))
+            out.append(
+                writer.Scored(
+                    m,
+                    alias,
+                    row,
+                    store.fit_metrics(con, fit_id),
+                    tuple(store.input_reference(con, fit_id)),
+                )
+            )
     return out
 
 
@@ -145,4 +153,5 @@ def register(s: Session, con: duckdb.DuckDBPyConnection, c) -> bool:
     store.insert_fit(con, fit_row(c, s.actor, rel), c.fit.metrics)
     store.insert_breakpoints(con, c.fit_id, c.fit.breakpoints)
     store.insert_bins(con, c.fit_id, c.fit.bins)
+    store.insert_reference(con, c.fit_id, c.fit.reference)
     return True

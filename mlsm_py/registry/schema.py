@@ -11,6 +11,9 @@ generated_files each generated score model file as mlsm last wrote it (path, sha
                 provenance test compares the file dbt reads with it
 pending         aliases a running `mlsm retrain` applies when (and only if) it publishes
 fit_bins        each fit's holdout tables: lift per score decile, 10-bin calibration
+fit_input_reference each fit's training distribution of every input: decile bins of numbers,
+                level shares of categories, NULL/NaN and unseen levels as bins of their own
+build_volumes   each published build's row count per feature relation (the volume check)
 score_breakpoints each fit's 101 holdout-score quantiles: its percentile scale
 summary_metrics each summary model evaluated next to its members, on the holdout or on
                 realised outcomes
@@ -130,6 +133,21 @@ TABLES = {
         observed_rate double,
         lift double
     """,
+    "fit_input_reference": """
+        fit_id varchar not null,
+        column_name varchar not null,
+        kind varchar not null,
+        bin integer not null,
+        lower double,
+        upper double,
+        level varchar,
+        share double not null
+    """,
+    "build_volumes": """
+        run_id varchar not null,
+        relation varchar not null,
+        rows bigint not null
+    """,
     "score_breakpoints": """
         fit_id varchar not null,
         percentile integer not null,
@@ -166,6 +184,10 @@ DESCRIPTIONS = {
     "fit_bins": "Each fit's holdout tables: lift per score decile (table_name "
     "'lift_by_decile', bin 10 = the highest scores) and a 10-bin calibration table "
     "('calibration': mean predicted against observed rate).",
+    "fit_input_reference": "Each fit's training distribution of every input (bin 0: NULL "
+    "or NaN; numbers: bin i is (lower, upper]; categories: one bin per level, the last for "
+    "levels training never saw): what input drift is measured against.",
+    "build_volumes": "Rows per feature relation of each published build (the volume check).",
     "score_breakpoints": "Each fit's 101 holdout-score quantiles (percentile 0..100): the "
     "scale its percentiles are read on.",
     "summary_metrics": "Each summary model evaluated next to its members (member NULL: the "

@@ -114,6 +114,16 @@ def insert_bins(con: duckdb.DuckDBPyConnection, fit_id: str, rows: Sequence[Mapp
         _insert(con, "fit_bins", {"fit_id": fit_id, **r})
 
 
+def insert_reference(con: duckdb.DuckDBPyConnection, fit_id: str, rows: Sequence[Mapping]) -> None:
+    for r in rows:
+        _insert(con, "fit_input_reference", {"fit_id": fit_id, **r})
+
+
+def input_reference(con: duckdb.DuckDBPyConnection, fit_id: str) -> list[dict]:
+    q = f"select * from {SCHEMA}.fit_input_reference where fit_id = ? order by column_name, bin"
+    return _rows(con, q, [fit_id])
+
+
 def insert_breakpoints(con: duckdb.DuckDBPyConnection, fit_id: str, points: Sequence) -> None:
     con.executemany(
         f"insert into {SCHEMA}.score_breakpoints (fit_id, percentile, score) values (?, ?, ?)",
@@ -355,6 +365,10 @@ def record_generated(con: duckdb.DuckDBPyConnection, files: Mapping[str, tuple[s
 # -- the publication log ------------------------------------------------------------------------
 def record_build(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any]) -> None:
     _insert(con, "builds", row)
+
+
+def record_volume(con: duckdb.DuckDBPyConnection, run_id: str, relation: str, rows: int) -> None:
+    _insert(con, "build_volumes", {"run_id": run_id, "relation": relation, "rows": rows})
 
 
 def builds(con: duckdb.DuckDBPyConnection, limit: int = 20) -> list[dict]:

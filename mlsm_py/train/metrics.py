@@ -13,7 +13,6 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-
 # The top shares capture and lift are reported at (percent of records called first).
 TOP_SHARES = (1, 5, 10, 20)
 
@@ -81,6 +80,31 @@ def bins(y: np.ndarray, score: np.ndarray, task: str) -> list[dict]:
                 }
             )
     return out
+
+
+def score_deciles(score: np.ndarray, points: np.ndarray) -> list[dict]:
+    """The holdout's share of records per decile of the fit's own bands (about 0.1 each; ties
+    move it): what the score-drift check compares each build's scores with."""
+    from mlsm_py.train.summary import Bands, place
+
+    pct = place(np.asarray(score, dtype="float64"), Bands.of(points))
+    pct = pct[~np.isnan(pct)]
+    dec = np.where(pct >= 90, 10, np.floor(pct / 10).astype(int) + 1)
+    counts = np.bincount(dec, minlength=11)[1:]
+    return [
+        {
+            "table_name": "score_deciles",
+            "bin": i + 1,
+            "lower": None,
+            "upper": None,
+            "rows": int(n),
+            "positives": None,
+            "mean_score": None,
+            "observed_rate": float(n / max(len(pct), 1)),
+            "lift": None,
+        }
+        for i, n in enumerate(counts)
+    ]
 
 
 def evaluate(y: np.ndarray, score: np.ndarray, task: str = "classifier") -> dict[str, float]:

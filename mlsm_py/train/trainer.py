@@ -11,12 +11,13 @@ import pandas as pd
 from sklearn.base import clone
 from sqlglot import exp
 
+from mlsm_py.checks.drift import reference
 from mlsm_py.contracts import check_frame, quarantined
 from mlsm_py.errors import ContractError, SpecError
 from mlsm_py.estimator import input_types, score_vector, task_of
 from mlsm_py.frames import model_frame
 from mlsm_py.spec import Model
-from mlsm_py.train.metrics import bins, evaluate
+from mlsm_py.train.metrics import bins, evaluate, score_deciles
 from mlsm_py.train.split import SplitBounds, bounds
 from mlsm_py.train.summary import breakpoints
 
@@ -43,6 +44,7 @@ class Fit:
     # 101 quantiles of the fit's holdout scores: its percentile scale (registry)
     breakpoints: np.ndarray
     bins: list = field(default_factory=list)  # holdout lift per decile, calibration (registry)
+    reference: list = field(default_factory=list)  # training distribution per input (drift)
 
     @property
     def estimator_name(self) -> str:
@@ -161,5 +163,6 @@ def train(con: Any, model: Model) -> Fit:
         immature,
         _hash(train_df),
         points,
-        bins(y_hold, hold_scores, task),
+        bins(y_hold, hold_scores, task) + score_deciles(hold_scores, points),
+        [row for f in model.fields for row in reference(train_df[f.name], f).rows()],
     )

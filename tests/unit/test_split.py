@@ -8,7 +8,7 @@ import jinja2
 import pytest
 
 from mlsm_py.errors import SpecError
-from mlsm_py.spec import BUCKETS, Split
+from mlsm_py.spec_summary import BUCKETS, Split
 from tests.helpers import ROOT
 
 KEYS = list(range(1, 20001))

@@ -50,5 +50,5 @@ def test_a_summary_without_champions_is_left_out():
     _, d = defs.models
     files = writer.render(defs, [writer.Scored(d, "champion", _fit("f3"))])  # draft only
     assert Path("models/scores/winners.sql") not in files
-    assert "unit_tests" not in files[Path("models/scores/_scores.yml")]
+    assert "winner_rule" not in files[Path("models/scores/_scores.yml")]
     assert Path("models/scores/score__lead_d.sql") in files
