@@ -109,9 +109,67 @@ def sample_keys(
     return [_fmt(r[0]) for r in rows]
 
 
+def _rows(node: Any, warehouse: Path | None) -> list[dict]:
+    sql = getattr(node, "compiled_code", None)
+    if not sql or warehouse is None or not Path(warehouse).is_file():
+        return []
+    try:
+        import duckdb
+
+        con = duckdb.connect(str(warehouse))
+        try:
+            cur = con.execute(f"select * from (\n{sql}\n) as failing limit 20")
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        finally:
+            con.close()
+    except Exception:  # noqa: BLE001 - the count and the check's name are the finding
+        return []
+
+
+def findings(name: str, model: str, rows: list[dict]) -> str:
+    """The rows of a check whose rows are findings, in words."""
+    if name == "flagged" and model == "input_drift":
+        parts = [
+            f"{r['column_name']} for {r['model_name']}: PSI {r['psi']:.3f} "
+            f"(warn at {r['warn_at']:g}, error at {r['error_at']:g})"
+            + (f", {r['unseen_share']:.1%} unseen levels" if r.get("unseen_share") else "")
+            for r in rows
+        ]
+        return "input drift against the champion's training data: " + "; ".join(parts)
+    if name == "flagged" and model == "score_checks":
+        parts = []
+        for r in rows:
+            what = f"{r['model_name']} ({r['role']}): score deciles PSI "
+            what += "n/a" if r["psi"] is None else f"{r['psi']:.3f}"
+            what += f" (warn at {r['warn_at']:g}, error at {r['error_at']:g}), mean score "
+            what += "n/a" if r["mean_score"] is None else f"{r['mean_score']:.4f}"
+            if r.get("mean_low") is not None:
+                what += f" (band {r['mean_low']:g} to {r['mean_high']:g})"
+            parts.append(what)
+        return "scores against the holdout: " + "; ".join(parts)
+    if name == "volume_change" and rows:
+        r = rows[0]
+        return f"{r['rows_now']:,} rows against {r['rows_before']:,} in the last published build"
+    if name == "freshness" and rows:
+        r = max(rows, key=lambda r: float(r["hours"]))
+        if r["newest"] is None:
+            return "no rows: nothing is fresh"
+        return (
+            f"the newest row is {r['age_hours']:,} hours old ({r['newest']}); "
+            f"{r['level']} at {float(r['hours']):g} hours"
+        )
+    return ""
+
+
 def describe(result: Any, warehouse: Path | None = None, keys: dict[str, str] | None = None) -> str:
     node = result.node
     meta = getattr(node, "test_metadata", None)
+    if meta is not None and meta.name in ("flagged", "volume_change", "freshness"):
+        attached = getattr(node, "attached_node", None) or ""
+        model = attached.rsplit(".", 1)[-1] if attached else ""
+        text = findings(meta.name, model, _rows(node, warehouse))
+        return f"{model}: {text or f'{result.failures or 0} findings'} (check {node.name})"
     if meta is not None:
         column = getattr(node, "column_name", None)
         attached = getattr(node, "attached_node", None) or ""
