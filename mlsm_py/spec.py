@@ -308,11 +308,30 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Outcomes:
+    """Where realised outcomes arrive: a dbt model (or seed) with the record key and the
+    outcome (NULL while unknown). By default, the first model's feature relation and target."""
+
+    relation: str
+    key: str
+    outcome: str
+
+    def __post_init__(self) -> None:
+        for what, name in (
+            ("relation", self.relation),
+            ("key", self.key),
+            ("outcome", self.outcome),
+        ):
+            check_name(f"outcomes {what}", name)
+
+
+@dataclass(frozen=True)
 class Definitions:
     """What a project may train and score: the object `[tool.mlsm] definitions` names."""
 
     models: tuple[Model, ...]
     summaries: tuple[SummaryModel, ...] = ()
+    outcomes: Outcomes | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
@@ -389,6 +408,7 @@ __all__ = [
     "Definitions",
     "Field",
     "Model",
+    "Outcomes",
     "Promotion",
     "Split",
     "SummaryModel",

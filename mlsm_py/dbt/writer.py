@@ -12,7 +12,14 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mlsm_py.dbt import checks_sql, contracts_yml, quarantine, scores_yml, unit_tests
+from mlsm_py.dbt import (
+    checks_sql,
+    contracts_yml,
+    monitoring_sql,
+    quarantine,
+    scores_yml,
+    unit_tests,
+)
 from mlsm_py.dbt.common import MARK, RUN_ID, Scored
 from mlsm_py.dbt.common import as_yaml as _yaml
 from mlsm_py.dbt.common import header as _header
@@ -23,7 +30,8 @@ from mlsm_py.spec import Definitions, Model
 
 SCORES_DIR = Path("models") / "scores"
 FEATURES_DIR = Path("models") / "features"
-GENERATED_DIRS = (SCORES_DIR, FEATURES_DIR, Path("models") / "marts")
+MONITORING_DIR = Path("models") / "monitoring"
+GENERATED_DIRS = (SCORES_DIR, FEATURES_DIR, Path("models") / "marts", MONITORING_DIR)
 
 
 def source_relation(m: Model, route: str, held: frozenset[str] = frozenset()) -> str:
@@ -187,6 +195,15 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
                 docs.append(scores_yml.call_list_yml(summary, first))
     files[SCORES_DIR / "_scores.yml"] = _yaml(
         _header(["checks on every score (data checker 2)"], "#"), doc
+    )
+    for name, text in monitoring_sql.views(defs).items():
+        files[MONITORING_DIR / f"{name}.sql"] = text
+    files[MONITORING_DIR / "_history__sources.yml"] = _yaml(
+        _header(["the history mlsm keeps after each build"], "#"), monitoring_sql.sources_yml()
+    )
+    files[MONITORING_DIR / "_monitoring.yml"] = _yaml(
+        _header(["the monitoring views: current whenever read"], "#"),
+        {"version": 2, "models": monitoring_sql.views_yml()},
     )
     return files
 

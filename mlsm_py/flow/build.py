@@ -12,7 +12,7 @@ from sqlglot import exp
 
 from mlsm_py.dbt import runner, writer
 from mlsm_py.errors import BuildError, MlsmError
-from mlsm_py.flow import readers
+from mlsm_py.flow import history, readers
 from mlsm_py.flow.aliases import stale
 from mlsm_py.flow.lock import hold
 from mlsm_py.flow.readers import comment
@@ -21,34 +21,6 @@ from mlsm_py.registry import store
 
 AUDIT = "audit"
 PUBLISHED = "published"
-HISTORY = "history"
-# Each record's first published scores and winners: what it was scored while still open,
-# which realised outcomes are later judged against. Only records new to the history are
-# added, so it grows with new records, not with every run.
-HISTORY_TABLES = {"scores": "first_scores", "winners": "first_winners"}
-
-
-def append_history(con: duckdb.DuckDBPyConnection, key: str, published_at: Any) -> None:
-    """Add the records no earlier publication has scored (inside the publish transaction)."""
-    con.execute(f"create schema if not exists {HISTORY}")
-    for src, dest in HISTORY_TABLES.items():
-        if not store.table_exists(con, AUDIT, src):
-            continue
-        target = f"{HISTORY}.{dest}"
-        if not store.table_exists(con, HISTORY, dest):
-            con.execute(
-                f"create table {target} as select *, cast(null as timestamptz) as published_at "
-                f"from {AUDIT}.{src} limit 0"
-            )
-        have = {r[0] for r in con.execute(f"describe {target}").fetchall()}
-        for name, type_, *_ in con.execute(f"describe {AUDIT}.{src}").fetchall():
-            if name not in have:  # a column added by a newer mlsm: old rows hold NULL
-                con.execute(f"alter table {target} add column {name} {type_}")
-        con.execute(
-            f"insert into {target} by name select *, ? as published_at from {AUDIT}.{src} "
-            f"where {key} not in (select {key} from {target})",
-            [published_at],
-        )
 
 
 def build_features(s: Session) -> runner.BuildOutcome:
@@ -95,7 +67,8 @@ def publish(
                 )
                 comment(con, f"{PUBLISHED}.{name}", *docs.get(name, ("", {})))
         finished = store.now()
-        append_history(con, k, finished)
+        history.append_published(con, key, finished)
+        history.append_checks(con, run_id, "published", finished)
         for rel in sorted({m.features for m in s.defs.models}):
             n = con.execute(f"select count(*) from {exp.to_table(rel).sql('duckdb')}").fetchone()[0]
             store.record_volume(con, run_id, rel, n)
@@ -118,7 +91,9 @@ def publish(
 
 def record_failure(s: Session, run_id: str, command: str, started: Any, err: Exception) -> None:
     failed = getattr(err, "failures", None)
-    with s.registry() as con:
+    with s.registry() as con, store.transaction(con):
+        if store.table_exists(con, history.HISTORY, "input_drift"):
+            history.append_checks(con, run_id, "failed", store.now())
         store.record_build(
             con,
             {
@@ -153,6 +128,8 @@ def build(s: Session, run_id: str | None = None, command: str = "build") -> dict
             for model, lines in stale(s, con).items():
                 for line in lines:
                     s.say(f"      stale: {model}: {line}")
+    with s.registry() as con:
+        history.ensure(con, s.defs)  # the monitoring views read it
     t0 = time.perf_counter()
     try:
         outcome = runner.build(s.dbt, variables={"mlsm_run_id": run_id})

@@ -211,11 +211,11 @@ def report(
 
 def realised(s: Session, con: duckdb.DuckDBPyConnection) -> list[SummaryReport]:
     """Every summary on the records whose outcome has arrived since they were first published:
-    their first published winner (history.first_winners) and each member's first champion
-    score (history.first_scores), against the outcome the features relation now holds."""
-    from mlsm_py.flow.build import HISTORY
+    their first published winner (history.winners) and each member's first champion score
+    (history.scores), against the outcome the features relation now holds."""
+    from mlsm_py.flow.history import HISTORY
 
-    if not store.table_exists(con, HISTORY, "first_winners"):
+    if not store.table_exists(con, HISTORY, "winners"):
         return []
     out = []
     by_name = {m.name: m for m in s.defs.models}
@@ -224,8 +224,10 @@ def realised(s: Session, con: duckdb.DuckDBPyConnection) -> list[SummaryReport]:
         k, t = first.key, first.target
         q = (
             f"select w.{k} as k, w.score, w.percentile, f.{t} as y, w.published_at "
-            f"from {HISTORY}.first_winners w join {first.features} f on f.{k} = w.{k} "
-            f"where w.summary_model = ? and f.{t} is not null order by w.{k}"
+            f"from {HISTORY}.winners w join {first.features} f on f.{k} = w.{k} "
+            f"where w.summary_model = ? and f.{t} is not null "
+            f"qualify row_number() over (partition by w.{k} order by w.published_at) = 1 "
+            f"order by w.{k}"
         )
         won = con.execute(q, [summary.name]).df()
         if won.empty:
@@ -233,8 +235,9 @@ def realised(s: Session, con: duckdb.DuckDBPyConnection) -> list[SummaryReport]:
         members = {}
         for name in summary.models:
             q = (
-                f"select {k} as k, score from {HISTORY}.first_scores where model_name = ? "
-                f"and role = 'champion' and model_status = 'live'"
+                f"select {k} as k, score from {HISTORY}.scores where model_name = ? "
+                f"and role = 'champion' and model_status = 'live' "
+                f"qualify row_number() over (partition by {k} order by published_at) = 1"
             )
             got = con.execute(q, [name]).df().set_index("k")["score"]
             if len(got):

@@ -22,12 +22,12 @@ def test_realised_outcomes_are_judged_on_the_first_published_scores(tmp_path):
     s = session(tmp_path, make("weak"))
     build_project(s, generate_leads(4000, seed=23))
     wh = s.project.warehouse
-    first = query(wh, "select lead_id, score, percentile, arm from history.first_winners")
+    first = query(wh, "select lead_id, score, percentile, arm from history.winners")
     (open_leads,) = query(wh, "select count(*) from published.winners")[0]
     assert len(first) == open_leads > 0
     run_build(s)  # a second publication adds no record twice
-    assert query(wh, "select count(*) from history.first_winners")[0][0] == open_leads
-    assert query(wh, "select count(*) from history.first_scores")[0][0] == 2 * open_leads
+    assert query(wh, "select count(*) from history.winners")[0][0] == open_leads
+    assert query(wh, "select count(*) from history.scores")[0][0] == 2 * open_leads
     with s.registry() as con:
         assert evaluate.realised(s, con) == []  # no outcome has arrived yet
     # Outcomes arrive for the open leads: those with many visits convert.
@@ -43,8 +43,8 @@ def test_realised_outcomes_are_judged_on_the_first_published_scores(tmp_path):
     (r,) = reports
     rows = query(
         wh,
-        "select w.score, f.converted, s.score from history.first_winners w "
-        "join lead_features f using (lead_id) join history.first_scores s using (lead_id) "
+        "select w.score, f.converted, s.score from history.winners w "
+        "join lead_features f using (lead_id) join history.scores s using (lead_id) "
         "where s.model_name = 'lead_a' order by lead_id",
     )
     y = np.array([row[1] for row in rows], dtype=float)

@@ -65,7 +65,7 @@ def test_split_assigns_arms_as_python_does_and_checks_the_ratio(tmp_path):
     # The arm is in the score history too (each record as first published).
     history = query(
         wh,
-        "select lead_id, arm from history.first_winners where summary_model = 'lead_ab'",
+        "select lead_id, arm from history.winners where summary_model = 'lead_ab'",
     )
     assert len(history) == 4000 and all(arm == SPLIT.arm_of(k) for k, arm in history)
 

@@ -1,0 +1,101 @@
+"""The history mlsm keeps beside the published tables (schema `history`), so what was scored
+and checked stays queryable after the next build replaces `published.*`:
+
+scores        a row when a record's score by a model and role first appears or changes (a
+              new fit, or new inputs): what each record was scored, by which fit, and when
+winners       the same for each record's winner per summary model (the arm included)
+input_drift   every build's input-drift rows (audit.input_drift), published or failed
+score_checks  every build's score-check rows (audit.score_checks), published or failed
+
+Unchanged scores add nothing, so the score history grows with new records and with changes,
+not with the number of builds. The tables exist before the first build (the monitoring views
+read them), with the key column typed as the feature relation's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from mlsm_py.registry import store
+from mlsm_py.spec import Definitions
+
+HISTORY = "history"
+AUDIT = "audit"
+
+
+def _columns(key: str, key_type: str) -> dict[str, str]:
+    k = exp.to_identifier(key, quoted=True).sql("duckdb")
+    return {
+        "scores": f"""{k} {key_type}, model_name varchar, model_version integer,
+            fit_id varchar, role varchar, model_status varchar, score double,
+            percentile double, decile integer, run_id varchar, published_at timestamptz""",
+        "winners": f"""{k} {key_type}, summary_model varchar, winning_model varchar,
+            winning_version integer, winning_fit_id varchar, score double, percentile double,
+            decile integer, arm varchar, run_id varchar, published_at timestamptz""",
+        "input_drift": """model_name varchar, fit_id varchar, column_name varchar,
+            kind varchar, rows_checked bigint, psi double, unseen_share double,
+            warn_at double, error_at double, level varchar, run_id varchar,
+            build_status varchar, built_at timestamptz""",
+        "score_checks": """model_name varchar, role varchar, fit_id varchar,
+            rows_checked bigint, null_share double, mean_score double, psi double,
+            warn_at double, error_at double, mean_low double, mean_high double,
+            level varchar, run_id varchar, build_status varchar, built_at timestamptz""",
+    }
+
+
+# Which columns say that a record's row changed (the history adds a row only then).
+IDENTITY = {
+    "scores": (["model_name", "role"], ["fit_id", "score"]),
+    "winners": (["summary_model"], ["winning_fit_id", "winning_model", "score", "arm"]),
+}
+
+
+def ensure(con: duckdb.DuckDBPyConnection, defs: Definitions) -> None:
+    """Create the history tables if they are missing (typed from the feature relation)."""
+    m = defs.models[0]
+    rel = exp.to_table(m.features).sql("duckdb")
+    types = {r[0]: r[1] for r in con.execute(f"describe {rel}").fetchall()}
+    con.execute(f"create schema if not exists {HISTORY}")
+    for name, cols in _columns(m.key, types.get(m.key, "varchar")).items():
+        con.execute(f"create table if not exists {HISTORY}.{name} ({cols})")
+
+
+def append_published(con: duckdb.DuckDBPyConnection, key: str, published_at: Any) -> None:
+    """Rows whose score (winner) is new or changed; inside the publish transaction."""
+    k = exp.to_identifier(key, quoted=True).sql("duckdb")
+    for name, (part, changed) in IDENTITY.items():
+        if not store.table_exists(con, AUDIT, name):
+            continue
+        by = ", ".join([k, *part])
+        same = " and ".join(
+            f"latest.{c} is not distinct from now_.{c}" for c in [k, *part, *changed]
+        )
+        con.execute(
+            f"""
+            insert into {HISTORY}.{name} by name
+            with latest as (
+                select * from {HISTORY}.{name}
+                qualify row_number() over (partition by {by} order by published_at desc) = 1
+            )
+            select now_.*, ?::timestamptz as published_at
+            from {AUDIT}.{name} as now_
+            where not exists (select 1 from latest where {same})
+            """,
+            [published_at],
+        )
+
+
+def append_checks(con: duckdb.DuckDBPyConnection, run_id: str, status: str, built_at: Any):
+    """This build's check rows, whether it published or failed (a failure is when they
+    matter most). Rows of an earlier run left in audit (a check that did not run this time)
+    are not this build's and are left out."""
+    for name in ("input_drift", "score_checks"):
+        if store.table_exists(con, AUDIT, name) and store.table_exists(con, HISTORY, name):
+            con.execute(
+                f"insert into {HISTORY}.{name} by name select *, ? as build_status, "
+                f"?::timestamptz as built_at from {AUDIT}.{name} where run_id = ?",
+                [status, built_at, run_id],
+            )
