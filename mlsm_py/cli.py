@@ -176,6 +176,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from mlsm_py.flow.lock import hold
+    from mlsm_py.report import html
+
+    s = _session(args)
+    s.require_warehouse()
+    with hold(s.project.warehouse, "report"):
+        out = html.write(s, Path(args.out) if args.out else None)
+    _say(f"report: {out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mlsm", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"mlsm {__version__}")
@@ -219,6 +231,8 @@ def parser() -> argparse.ArgumentParser:
     history = verb("history", cmd_history, "a model's decisions, newest first")
     history.add_argument("model")
     history.add_argument("--json", action="store_true")
+    report = verb("report", cmd_report, "one HTML file: curves, calibration, drift, scores")
+    report.add_argument("--out", help="where to write it (default: reports/mlsm-report.html)")
     verb("evaluate", cmd_evaluate, "summary models vs their members: holdout and realised")
     verify = verb("verify", cmd_verify, "re-run the parity gate on the champion fit")
     verify.add_argument("model")

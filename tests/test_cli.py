@@ -28,13 +28,20 @@ def test_demo_end_to_end(demo):
     assert "loading 3,000 synthetic leads" in text
     assert "ROC AUC" in text and "top-10% capture" in text and "max |diff|" in text
     assert "is the champion (first fit)" in text and "published run" in text
-    assert "FROM published.call_list" in text and "LIMIT 10" in text
+    assert "FROM published.call_list" in text and "LIMIT 5" in text
     # The summary is evaluated next to its members, and the default rule does not lose.
-    assert "lead_winner (rule best_member) on" in text and "warning:" not in text
-    top = text.split("top 10 of published.call_list")[1].split("The SQL")[0]
-    top = top.strip().splitlines()[2:]
-    assert len(top) == 10
-    assert [int(line.split()[0]) for line in top] == list(range(1, 11))
+    assert "lead_winner (rule best_member) on" in text and "loses to" not in text
+    # Time passes: the drift of the double-counted visits is a warning, the build publishes,
+    # and the first list is judged on the outcomes that arrived.
+    drift = next(ln for ln in text.splitlines() if "warning: input_drift" in ln)
+    assert "visits PSI" in drift and "(check input_drift__warn)" in drift
+    assert text.count("published run") == 2 and "realised: lead_winner on" in text
+    top = text.split("top of published.call_list")[1].split("the SQL")[0]
+    top = top.strip().splitlines()[1:]
+    assert len(top) == 5
+    assert [int(line.split()[0]) for line in top] == list(range(1, 6))
+    report = root / "reports" / "mlsm-report.html"
+    assert f"report: {report}" in text and report.stat().st_size > 10_000
     assert not any("lead_extra_trees" in line for line in top)  # the draft never wins
     assert (root / "dbt_project" / "models" / "scores" / "score__lead_lgbm.sql").is_file()
     assert "Traceback" not in out.stderr and "dbt" not in out.stderr
@@ -51,9 +58,9 @@ def test_second_demo_keeps_the_data_and_changes_nothing(demo):
     )
     out = mlsm("demo", "--rows", "5000", cwd=root)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "raw.leads already holds 3,000 rows: kept (--replace-data regenerates it)" in out.stdout
-    assert "already the champion" in out.stdout
-    assert query(wh, "select count(*) from raw.leads")[0][0] == 3000
+    assert "raw.leads already holds 4,000 rows: kept (--replace-data regenerates it)" in out.stdout
+    assert "every model has a champion" in out.stdout and "time passes" not in out.stdout
+    assert query(wh, "select count(*) from raw.leads")[0][0] == 4000
     after = query(
         wh, "select lead_id, model_name, fit_id, score from published.scores order by all"
     )

@@ -130,13 +130,21 @@ def _rows(node: Any, warehouse: Path | None) -> list[dict]:
 def findings(name: str, model: str, rows: list[dict]) -> str:
     """The rows of a check whose rows are findings, in words."""
     if name == "flagged" and model == "input_drift":
+        # One entry per input: champions trained on the same data share the same PSI.
+        by_input: dict[tuple, list[str]] = {}
+        for r in rows:
+            unseen = f", {r['unseen_share']:.1%} unseen levels" if r.get("unseen_share") else ""
+            what = (
+                r["column_name"],
+                f"PSI {r['psi']:.3f}{unseen} (warn at {r['warn_at']:g}, error at "
+                f"{r['error_at']:g})",
+            )
+            by_input.setdefault(what, []).append(r["model_name"])
         parts = [
-            f"{r['column_name']} for {r['model_name']}: PSI {r['psi']:.3f} "
-            f"(warn at {r['warn_at']:g}, error at {r['error_at']:g})"
-            + (f", {r['unseen_share']:.1%} unseen levels" if r.get("unseen_share") else "")
-            for r in rows
+            f"{col} {text} for {', '.join(sorted(models))}"
+            for (col, text), models in sorted(by_input.items())
         ]
-        return "input drift against the champion's training data: " + "; ".join(parts)
+        return "input drift against the champions' training data: " + "; ".join(parts)
     if name == "flagged" and model == "score_checks":
         parts = []
         for r in rows:

@@ -20,11 +20,22 @@ def _nullify(values: np.ndarray, rng: np.random.Generator, share: float) -> np.n
     return np.where(rng.random(len(values)) < share, None, values)
 
 
-def generate_leads(rows: int = 100_000, seed: int = 42) -> pa.Table:
-    """Leads created over ~12 months, with offline attributes, online behaviour and a target."""
+def generate_leads(
+    rows: int = 100_000,
+    seed: int = 42,
+    start: np.datetime64 = START,
+    days: float = DAYS,
+    first_id: int = 1,
+    double_counted: float = 0.0,
+    outcomes: str = "matured",
+) -> pa.Table:
+    """Leads created over `days` from `start`, with offline attributes, online behaviour and
+    a target. `outcomes`: "matured" (the newest leads still open), "all" (every outcome has
+    arrived: the same leads, later) or "none" (all open). `double_counted`: the share of leads
+    whose visits a broken tracker counts twice (a drift in one input, the outcome unchanged)."""
     rng = np.random.default_rng(seed)
     n = rows
-    created = START + (rng.random(n) * DAYS * 86400).astype("timedelta64[s]")
+    created = start + (rng.random(n) * days * 86400).astype("timedelta64[s]")
     created.sort()  # lead ids grow with time, as in a real CRM
     country = rng.choice(
         COUNTRIES, n, p=[0.18, 0.12, 0.14, 0.2, 0.06, 0.07, 0.07, 0.05, 0.04, 0.07]
@@ -60,10 +71,14 @@ def generate_leads(rows: int = 100_000, seed: int = 42) -> pa.Table:
     # still open (NULL), unless they have already been won or lost.
     age_days = (created.max() - created).astype("timedelta64[s]").astype(float) / 86400
     known = rng.random(n) < np.minimum(age_days / LABEL_DAYS, 1.0)
+    if outcomes != "matured":
+        known = np.full(n, outcomes == "all")
 
+    if double_counted:
+        visits = np.where(rng.random(n) < double_counted, 2 * visits, visits)
     sizes = np.array(COMPANY_SIZES, dtype=object)[size_idx]
     cols = {
-        "lead_id": pa.array(np.arange(1, n + 1, dtype="int64")),
+        "lead_id": pa.array(np.arange(first_id, first_id + n, dtype="int64")),
         "created_at": pa.array(created.astype("datetime64[us]")),
         "country": pa.array(_nullify(country.astype(object), rng, 0.03), type=pa.string()),
         "source_channel": pa.array(_nullify(channel.astype(object), rng, 0.02), type=pa.string()),

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from mlsm_py.demo.data import generate_leads, load_leads, rows_in
+from mlsm_py.demo.data import DAYS, START, generate_leads, load_leads, rows_in
 from mlsm_py.flow.build import run_build
 from mlsm_py.flow.lifecycle import run_train
 from mlsm_py.flow.session import Session
@@ -25,6 +27,53 @@ def top_leads_sql(call_list: str, key: str, n: int = 10) -> str:
     return sqlglot.transpile(q.sql("duckdb"), read="duckdb", write="duckdb", pretty=True)[0]
 
 
+def _all_trained(s: Session) -> bool:
+    from mlsm_py.registry import store
+
+    if not s.project.warehouse.is_file():
+        return False
+    with s.registry() as con:
+        champions = store.aliases(con)
+    return all(store.CHAMPION in champions.get(m.name, {}) for m in s.defs.models)
+
+
+def _time_passes(s: Session, rows: int, seed: int) -> None:
+    """Three weeks later: the open leads' outcomes have arrived, and a new batch of leads
+    came in through a tracker that counts 40% of visits twice (a drift in one input)."""
+    newer = generate_leads(
+        max(rows // 12, 1000),
+        seed + 1,
+        start=START + np.timedelta64(DAYS, "D"),
+        days=21,
+        first_id=rows + 1,
+        double_counted=0.4,
+        outcomes="none",
+    )
+    con = duckdb.connect(str(s.project.warehouse))
+    try:
+        load_leads(con, pa.concat_tables([generate_leads(rows, seed, outcomes="all"), newer]))
+    finally:
+        con.close()
+    s.say(
+        f"[time passes] outcomes arrived for the open leads; {len(newer):,} newer leads, "
+        "40% of their visits counted twice"
+    )
+
+
+def _realised(s: Session) -> None:
+    from mlsm_py.flow import evaluate
+
+    with s.registry() as con:
+        reports = evaluate.realised(s, con)
+    for r in reports:
+        best = r.best_member()
+        s.say(
+            f"realised: {r.summary.name} on {r.rows:,} leads with an outcome: ROC AUC "
+            f"{r.metrics['roc_auc']:.4f}, top-10% capture {r.metrics['top_decile_capture']:.1%} "
+            f"(best member {best}: {r.members[best]['roc_auc']:.4f})"
+        )
+
+
 def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
     t0 = time.perf_counter()
     p = s.project
@@ -33,7 +82,8 @@ def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
     con = duckdb.connect(str(p.warehouse))
     try:
         held = rows_in(con)
-        if held and not replace_data:
+        loaded = not held or replace_data
+        if not loaded:
             s.say(
                 f"[data] raw.leads already holds {held:,} rows: kept "
                 "(--replace-data regenerates it)"
@@ -44,15 +94,23 @@ def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
             load_leads(con, generate_leads(rows, seed))
     finally:
         con.close()
-    s.say("mlsm train")
-    run_train(s)
+    if not loaded and _all_trained(s):
+        s.say("mlsm train: every model has a champion (`mlsm retrain` trains challengers)")
+    else:
+        s.say("mlsm train")
+        run_train(s)
     s.say("mlsm build")
     run_build(s)
+    if loaded:
+        _time_passes(s, rows, seed)
+        s.say("mlsm build")
+        run_build(s)
+        _realised(s)
     lists = [x for x in s.defs.summaries if x.call_list is not None]
     if lists:
         key = s.defs.models[0].key
         name = lists[0].call_list.name
-        sql = top_leads_sql(name, key, 10)
+        sql = top_leads_sql(name, key, 5)
         con = duckdb.connect(str(p.warehouse))
         try:
             cur = con.execute(sql)
@@ -60,13 +118,15 @@ def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
             top = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         finally:
             con.close()
-        s.say(f"top 10 of published.{name} (open leads in call order, {lists[0].name}):")
+        s.say(f"top of published.{name} (open leads in call order, {lists[0].name}):")
         s.say(f"  {'rank':>4}  {key:>10}  {'winning_model':<18} {'score':>6}  percentile")
         for r in top:
             s.say(
                 f"  {r['call_rank']:>4}  {r[key]:>10}  {r['winning_model']:<18} "
                 f"{r['score']:.4f}  {r['percentile']:10.2f}"
             )
-        s.say("\nThe SQL an analyst runs for this list:\n")
-        s.say(sql + ";")
-    s.say(f"\ndone in {time.perf_counter() - t0:.1f} s")
+        s.say(f"the SQL: {' '.join(sql.split())};")
+    from mlsm_py.report import html
+
+    s.say(f"report: {html.write(s)} (mlsm report rewrites it)")
+    s.say(f"done in {time.perf_counter() - t0:.1f} s")

@@ -134,7 +134,7 @@ def test_a_moderate_shift_warns_and_publishes(project):
     finally:
         project.say = lambda _: None
     warning = next((ln for ln in said if "input drift" in ln), "\n".join(said))
-    assert "visits for lead_a: PSI 0.1" in warning and "warn at 0.1, error at 0.25" in warning
+    assert "visits PSI 0.1" in warning and "warn at 0.1, error at 0.25) for lead_a" in warning
     assert query(wh, "select count(distinct run_id) from published.scores")[0][0] == 1
     assert query(wh, "select distinct run_id from published.scores")[0][0] == row["run_id"]
     flagged = query(wh, "select column_name, level from audit.input_drift where level <> 'ok'")
@@ -149,8 +149,8 @@ def test_a_strong_shift_stops_publication(project):
     with pytest.raises(BuildError) as err:
         run_build(project)
     line = next(ln for ln in str(err.value).splitlines() if "input_drift__error" in ln)
-    assert "visits for lead_a: PSI" in line and "error at 0.25" in line, line
-    assert "country for lead_a" in line and "unseen levels" in line, line
+    assert "visits PSI" in line and "error at 0.25) for lead_a" in line, line
+    assert "country PSI" in line and "unseen levels" in line, line
     assert query(wh, "select run_id, count(*) from published.scores group by 1") == before
     unseen = query(
         wh,

@@ -18,8 +18,10 @@ from tests.lifecycle_defs import make
 pytestmark = pytest.mark.dbt
 
 
-def test_realised_performance_equals_sklearn(tmp_path):
-    s = session(tmp_path, make("weak"))
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory):
+    """Three builds: a champion, then a challenger beside it, then outcomes for the open leads."""
+    s = session(tmp_path_factory.mktemp("monitoring"), make("weak"))
     build_project(s, generate_leads(4000, seed=81))
     wh = s.project.warehouse
     # A challenger: both are scored from now on (the champion's rows do not change).
@@ -40,6 +42,12 @@ def test_realised_performance_equals_sklearn(tmp_path):
     )
     con.close()
     run_build(s)
+    return s
+
+
+def test_realised_performance_equals_sklearn(monitored):
+    s = monitored
+    wh = s.project.warehouse
     perf = query(
         wh,
         "select model_name, role, fit_id, records, positives, roc_auc, capture_at_10 "
@@ -73,3 +81,62 @@ def test_realised_performance_equals_sklearn(tmp_path):
     # The check history: one row per build per input, with the build's status.
     builds = query(wh, "select count(distinct run_id) from monitoring.input_drift_history")[0][0]
     assert builds == 3
+
+
+def test_report_renders_in_chromium(monitored, tmp_path):
+    """The report opens in headless Chromium with no console message, every plot drawn."""
+    import shutil
+    import subprocess
+
+    from PIL import Image
+
+    from mlsm_py.report import html
+    from tests.conftest import in_ci
+
+    browser = shutil.which("chromium")
+    if browser is None:
+        if in_ci():
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium is not installed")
+    out = html.write(monitored, tmp_path / "report.html")
+    text = out.read_text()
+    assert "<script" not in text and "http" not in text.split("<svg", 1)[0]  # self-contained
+    n_plots = text.count('<div class="plot">')
+    assert n_plots >= 7  # per model: ROC, capture, calibration, scores, drift; versus
+    for name in (
+        "ROC curve",
+        "Capture",
+        "Calibration",
+        "Scores per build",
+        "Input drift (PSI) per build",
+        "Champion vs challenger",
+    ):
+        assert name in text, name
+    png = tmp_path / "report.png"
+    args = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1400,4000",
+    ]
+    dom = subprocess.run(
+        [*args, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    shot = subprocess.run(
+        [*args, f"--screenshot={png}", out.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    for run in (dom, shot):
+        assert run.returncode == 0, run.stderr[-2000:]
+        console = [ln for ln in run.stderr.splitlines() if ":CONSOLE" in ln]
+        assert not console, console
+    # Every plot is in the rendered DOM with its drawing, and the page is not blank.
+    rendered = dom.stdout
+    assert rendered.count('<div class="plot"><svg') == n_plots
+    assert rendered.count("<path") > 20 * n_plots
+    image = Image.open(png).convert("L")
+    histogram = image.histogram()
+    assert sum(histogram[:200]) > 0.02 * image.width * image.height  # ink, not white

@@ -1,0 +1,1 @@
+"""`mlsm report`: one self-contained HTML file per project (plots inline as SVG)."""
