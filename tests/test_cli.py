@@ -37,7 +37,7 @@ def test_demo_end_to_end(demo):
     assert "visits PSI" in drift and "(check input_drift__warn)" in drift
     assert text.count("published run") == 2 and "realised: lead_winner on" in text
     top = text.split("top of published.call_list")[1].split("the SQL")[0]
-    top = top.strip().splitlines()[1:]
+    top = top.strip().splitlines()[2:]
     assert len(top) == 5
     assert [int(line.split()[0]) for line in top] == list(range(1, 6))
     report = root / "reports" / "mlsm-report.html"

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from mlsm_py.checks.drift import EPS
 from mlsm_py.dbt.common import RUN_ID, Scored
 from mlsm_py.dbt.common import header as _header
+from mlsm_py.flow.compiled import jinja_inert
 from mlsm_py.registry.store import CHAMPION
 
 DOUBLE = "{{ mlsm.type_double() }}"
@@ -25,7 +26,8 @@ STRING = "{{ dbt.type_string() }}"
 
 
 def _q(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
+    """A SQL string literal that dbt's Jinja leaves alone, whatever the text holds."""
+    return jinja_inert("'" + str(text).replace("'", "''") + "'")
 
 
 def _num(v: float) -> str:

@@ -37,7 +37,10 @@ def relations(models: Sequence[Model]) -> dict[str, tuple[str, list[Field]]]:
 
 
 def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    """A SQL string literal that dbt's Jinja leaves alone, whatever the text holds."""
+    from mlsm_py.flow.compiled import jinja_inert
+
+    return jinja_inert("'" + text.replace("'", "''") + "'")
 
 
 def condition(r: Rule) -> str:
