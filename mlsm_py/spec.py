@@ -309,19 +309,21 @@ class Model:
 
 @dataclass(frozen=True)
 class Outcomes:
-    """Where realised outcomes arrive: a dbt model (or seed) with the record key and the
-    outcome (NULL while unknown). By default, the first model's feature relation and target."""
+    """Where realised outcomes arrive: a dbt model (or seed) with the record key, the outcome
+    (NULL while unknown) and, optionally, when it became known (`outcome_at`: then only
+    outcomes known after a record was first scored count). By default, the first model's
+    feature relation and target."""
 
     relation: str
     key: str
     outcome: str
+    outcome_at: str | None = None
 
     def __post_init__(self) -> None:
-        for what, name in (
-            ("relation", self.relation),
-            ("key", self.key),
-            ("outcome", self.outcome),
-        ):
+        names = [("relation", self.relation), ("key", self.key), ("outcome", self.outcome)]
+        if self.outcome_at is not None:
+            names.append(("outcome_at", self.outcome_at))
+        for what, name in names:
             check_name(f"outcomes {what}", name)
 
 

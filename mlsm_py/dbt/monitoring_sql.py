@@ -22,16 +22,16 @@ CONFIG = "{{ config(materialized='view', schema='monitoring') }}\n\n"
 GROUP = "cohort, model_name, role, fit_id"
 
 
-def _outcomes(defs: Definitions) -> tuple[str, str, str]:
-    """(relation, key, outcome column): the declared outcomes, else the first model's own."""
+def _outcomes(defs: Definitions) -> tuple[str, str, str, str | None]:
+    """(relation, key, outcome, outcome_at): the declared outcomes, else the first model's."""
     o = defs.outcomes
     if o is not None:
-        return o.relation, o.key, o.outcome
+        return o.relation, o.key, o.outcome, o.outcome_at
     m = defs.models[0]
-    return m.features, m.key, m.target
+    return m.features, m.key, m.target, None
 
 
-def _first_scores(key: str, outcome_sql: str) -> str:
+def _first_scores(key: str, outcome_sql: str, timed: bool) -> str:
     """CTEs: each record's first published score per model and role, joined to its outcome."""
     return (
         "scores as (\n\n    select * from {{ source('history', 'scores') }}\n\n),\n\n"
@@ -45,7 +45,9 @@ def _first_scores(key: str, outcome_sql: str) -> str:
         "        firsts.fit_id,\n        firsts.score,\n        firsts.decile,\n"
         "        outcomes.outcome\n    from firsts\n"
         f"    inner join outcomes on outcomes.{key} = firsts.{key}\n"
-        "    where firsts.nth = 1\n\n)"
+        "    where firsts.nth = 1"
+        + ("\n        and outcomes.outcome_at > firsts.published_at" if timed else "")
+        + "\n\n)"
     )
 
 
@@ -73,10 +75,11 @@ def _auc_and_capture(source: str, group: str, key: str) -> str:
 
 
 def views(defs: Definitions) -> dict[str, str]:
-    relation, okey, ocol = _outcomes(defs)
+    relation, okey, ocol, at = _outcomes(defs)
     key = defs.models[0].key
+    when = f", {at} as outcome_at" if at else ""
     outcome_sql = (
-        f"    select {okey} as {key}, cast({ocol} as integer) as outcome\n"
+        f"    select {okey} as {key}, cast({ocol} as integer) as outcome{when}\n"
         f"    from {{{{ ref('{relation}') }}}}\n    where {ocol} is not null"
     )
     head = lambda text: _header([text], "--") + "\n" + CONFIG  # noqa: E731
@@ -90,12 +93,12 @@ def views(defs: Definitions) -> dict[str, str]:
             "first published score against its outcome"
         )
         + "with\n\n"
-        + _first_scores(key, outcome_sql)
+        + _first_scores(key, outcome_sql, at is not None)
         + ",\n\n"
         + _auc_and_capture("joined", GROUP, key),
         "realised_calibration": head("mean score against observed rate per score decile")
         + "with\n\n"
-        + _first_scores(key, outcome_sql)
+        + _first_scores(key, outcome_sql, at is not None)
         + ",\n\nfinal as (\n\n    select\n"
         f"        {GROUP},\n        decile,\n        count(*) as records,\n"
         "        avg(score) as mean_score,\n"
@@ -107,7 +110,7 @@ def views(defs: Definitions) -> dict[str, str]:
             "known, outcome arrived)"
         )
         + "with\n\n"
-        + _first_scores(key, outcome_sql)
+        + _first_scores(key, outcome_sql, at is not None)
         + ",\n\npaired as (\n\n    select joined.*\n    from joined\n"
         f"    where joined.{key} in (\n        select {key} from joined as challenged\n"
         "        where challenged.role = 'challenger'\n"
