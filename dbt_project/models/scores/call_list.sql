@@ -25,6 +25,7 @@ final as (
         winners.lead_id,
         winners.score,
         winners.percentile,
+        winners.decile,
         winners.winning_model,
         winners.winning_version,
         winners.winning_fit_id,

@@ -5,7 +5,7 @@ with
 
 lead_winner as (
 
-    {{ mlsm.select_winner(ref('scores'), ref('score_bands'), 'lead_id', 'lead_winner', [['lead_lgbm', 1], ['lead_forest', 2], ['lead_logreg', 3]], 'priority') | indent(4) }}
+    {{ mlsm.select_winner(ref('scores'), 'lead_id', 'lead_winner', [['lead_lgbm', 1], ['lead_forest', 2], ['lead_logreg', 3]], 'priority') | indent(4) }}
 
 ),
 
