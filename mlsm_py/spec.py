@@ -184,14 +184,26 @@ class TimeSplit:
     `column` time, counted back from the newest row (the data's as-of time). Training and the
     holdout read matured rows only, so leads still waiting for their outcome never count as
     negatives.
+
+    `validation_days` > 0 keeps the newest training days apart as a validation window: a
+    LightGBM or XGBoost model stops adding trees when `early_stopping_rounds` rounds bring no
+    gain on it; other estimators do not see those rows at all.
     """
 
     column: str
     holdout_days: int = 60
     gap_days: int = 14
     label_ready_after_days: int = 0
+    validation_days: int = 0
+    early_stopping_rounds: int = 20
 
     def __post_init__(self) -> None:
+        if self.validation_days < 0 or self.early_stopping_rounds < 1:
+            raise SpecError(
+                f"time split on {self.column!r}: validation_days must be >= 0 and "
+                f"early_stopping_rounds >= 1 (got {self.validation_days}, "
+                f"{self.early_stopping_rounds})"
+            )
         if self.holdout_days <= 0 or self.gap_days < 0 or self.label_ready_after_days < 0:
             raise SpecError(
                 f"time split on {self.column!r}: holdout_days must be > 0, gap_days and "

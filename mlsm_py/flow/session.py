@@ -154,4 +154,5 @@ def register(s: Session, con: duckdb.DuckDBPyConnection, c) -> bool:
     store.insert_breakpoints(con, c.fit_id, c.fit.breakpoints)
     store.insert_bins(con, c.fit_id, c.fit.bins)
     store.insert_reference(con, c.fit_id, c.fit.reference)
+    store.insert_samples(con, c.fit_id, c.fit.samples)
     return True

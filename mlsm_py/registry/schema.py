@@ -13,6 +13,7 @@ pending         aliases a running `mlsm retrain` applies when (and only if) it p
 fit_bins        each fit's holdout tables: lift per score decile, 10-bin calibration
 fit_input_reference each fit's training distribution of every input: decile bins of numbers,
                 level shares of categories, NULL/NaN and unseen levels as bins of their own
+fit_samples     which rows each fit saw as train / validation / test (keys and labels)
 build_volumes   each published build's row count per feature relation (the volume check)
 score_breakpoints each fit's 101 holdout-score quantiles: its percentile scale
 summary_metrics each summary model evaluated next to its members, on the holdout or on
@@ -143,6 +144,13 @@ TABLES = {
         level varchar,
         share double not null
     """,
+    "fit_samples": """
+        fit_id varchar not null,
+        segment varchar,
+        record_key varchar not null,
+        sample varchar not null,
+        label double
+    """,
     "build_volumes": """
         run_id varchar not null,
         relation varchar not null,
@@ -187,6 +195,8 @@ DESCRIPTIONS = {
     "fit_input_reference": "Each fit's training distribution of every input (bin 0: NULL "
     "or NaN; numbers: bin i is (lower, upper]; categories: one bin per level, the last for "
     "levels training never saw): what input drift is measured against.",
+    "fit_samples": "Which records each fit saw as train, validation (early stopping) or "
+    "test (its holdout): record_key (as text), sample, label.",
     "build_volumes": "Rows per feature relation of each published build (the volume check).",
     "score_breakpoints": "Each fit's 101 holdout-score quantiles (percentile 0..100): the "
     "scale its percentiles are read on.",

@@ -124,6 +124,21 @@ def input_reference(con: duckdb.DuckDBPyConnection, fit_id: str) -> list[dict]:
     return _rows(con, q, [fit_id])
 
 
+def insert_samples(con: duckdb.DuckDBPyConnection, fit_id: str, frame: Any) -> None:
+    """The fit's sample marks, in one statement (a frame of record_key, sample, label)."""
+    if frame is None or len(frame) == 0:
+        return
+    con.register("__mlsm_samples", frame)
+    try:
+        con.execute(
+            f"insert into {SCHEMA}.fit_samples (fit_id, segment, record_key, sample, label) "
+            "select ?, null, record_key, sample, label from __mlsm_samples",
+            [fit_id],
+        )
+    finally:
+        con.unregister("__mlsm_samples")
+
+
 def insert_breakpoints(con: duckdb.DuckDBPyConnection, fit_id: str, points: Sequence) -> None:
     con.executemany(
         f"insert into {SCHEMA}.score_breakpoints (fit_id, percentile, score) values (?, ?, ?)",

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sqlglot import exp
 
 from mlsm_py.checks.drift import reference
@@ -17,6 +16,7 @@ from mlsm_py.errors import ContractError, SpecError
 from mlsm_py.estimator import input_types, score_vector, task_of
 from mlsm_py.frames import model_frame
 from mlsm_py.spec import Model
+from mlsm_py.train import fitting
 from mlsm_py.train.metrics import bins, evaluate, score_deciles
 from mlsm_py.train.split import SplitBounds, bounds
 from mlsm_py.train.summary import breakpoints
@@ -45,6 +45,7 @@ class Fit:
     breakpoints: np.ndarray
     bins: list = field(default_factory=list)  # holdout lift per decile, calibration (registry)
     reference: list = field(default_factory=list)  # training distribution per input (drift)
+    samples: Any = None  # DataFrame (record_key, sample, label): the rows the fit saw, as what
 
     @property
     def estimator_name(self) -> str:
@@ -110,7 +111,12 @@ def train(con: Any, model: Model) -> Fit:
 
     `con` is a DuckDB connection to the warehouse."""
     b = bounds(_as_of(con, model), model.split)
-    train_df = read_window(con, model, None, b.train_before, inclusive_end=False)
+    train_df = read_window(con, model, None, b.validation_from or b.train_before, False)
+    val_df = (
+        read_window(con, model, b.validation_from, b.train_before, inclusive_end=False)
+        if b.validation_from is not None
+        else train_df.iloc[:0]
+    )
     hold_df = read_window(con, model, b.holdout_from, b.matured_until, inclusive_end=True)
     q = (
         exp.select(exp.Count(this=exp.Star()))
@@ -118,7 +124,10 @@ def train(con: Any, model: Model) -> Fit:
         .where(_q(model.split.column) > exp.Literal.string(b.matured_until.isoformat()))
     )
     immature = int(con.execute(q.sql("duckdb")).fetchone()[0])
-    for name, df in (("training", train_df), ("holdout", hold_df)):
+    windows = [("training", train_df), ("holdout", hold_df)]
+    if b.validation_from is not None:
+        windows.append(("validation", val_df))
+    for name, df in windows:
         if len(df) == 0:
             raise SpecError(
                 f"model {model.name!r}: the {name} window of the time split is empty "
@@ -140,7 +149,14 @@ def train(con: Any, model: Model) -> Fit:
     X_train = model_frame(train_df, types)
     X_hold = model_frame(hold_df, types)
     y_train = train_df[model.target].to_numpy()
-    estimator = clone(model.estimator).fit(X_train, y_train)
+    estimator = fitting.fit(
+        model.estimator,
+        X_train,
+        y_train,
+        model_frame(val_df, types),
+        val_df[model.target].to_numpy(),
+        model.split.early_stopping_rounds,
+    )
     task = task_of(estimator)
     if task == "multiclass":
         raise SpecError(
@@ -161,8 +177,24 @@ def train(con: Any, model: Model) -> Fit:
         Holdout(X_hold, y_hold, b),
         len(train_df),
         immature,
-        _hash(train_df),
+        _hash(pd.concat([train_df, val_df])) if len(val_df) else _hash(train_df),
         points,
         bins(y_hold, hold_scores, task) + score_deciles(hold_scores, points),
         [row for f in model.fields for row in reference(train_df[f.name], f).rows()],
+        samples(model, train_df, val_df, hold_df),
     )
+
+
+def samples(model: Model, train_df, val_df, hold_df) -> pd.DataFrame:
+    """Which rows the fit saw as what: key (as text), sample and label."""
+    parts = [
+        pd.DataFrame(
+            {
+                "record_key": df[model.key].astype(str).to_numpy(),
+                "sample": name,
+                "label": df[model.target].to_numpy(dtype="float64"),
+            }
+        )
+        for name, df in (("train", train_df), ("validation", val_df), ("test", hold_df))
+    ]
+    return pd.concat(parts, ignore_index=True)
