@@ -8,6 +8,7 @@ realised_performance   per scoring cohort (the day a record was first scored), m
                        fit: records with an outcome, positives, ROC AUC, top-10% capture, mean
                        score against observed rate
 realised_calibration   the same per score decile: mean score against observed rate
+first_scores_with_outcomes  what the realised views read: each record's first score, outcome
 champion_vs_challenger per cohort and model: champion and challenger on the same records
 
 ROC AUC is the rank form (Mann-Whitney, ties at their average rank), equal to scikit-learn's.
@@ -19,6 +20,7 @@ from mlsm_py.dbt.common import header as _header
 from mlsm_py.spec import Definitions
 
 CONFIG = "{{ config(materialized='view', schema='monitoring') }}\n\n"
+JOINED = "joined as (\n\n    select * from {{ ref('first_scores_with_outcomes') }}\n\n)"
 GROUP = "cohort, model_name, role, fit_id"
 
 
@@ -88,17 +90,24 @@ def views(defs: Definitions) -> dict[str, str]:
         + "select * from {{ source('history', 'score_checks') }}\n",
         "input_drift_history": head("every build's input drift (history.input_drift)")
         + "select * from {{ source('history', 'input_drift') }}\n",
+        "first_scores_with_outcomes": head(
+            "each record's first published score per model and role, with its outcome once "
+            "known: what the realised views judge"
+        )
+        + "with\n\n"
+        + _first_scores(key, outcome_sql, at is not None)
+        + "\n\nselect * from joined\n",
         "realised_performance": head(
             "realised performance per scoring cohort, model, role and fit: each record's "
             "first published score against its outcome"
         )
         + "with\n\n"
-        + _first_scores(key, outcome_sql, at is not None)
+        + JOINED
         + ",\n\n"
         + _auc_and_capture("joined", GROUP, key),
         "realised_calibration": head("mean score against observed rate per score decile")
         + "with\n\n"
-        + _first_scores(key, outcome_sql, at is not None)
+        + JOINED
         + ",\n\nfinal as (\n\n    select\n"
         f"        {GROUP},\n        decile,\n        count(*) as records,\n"
         "        avg(score) as mean_score,\n"
@@ -110,7 +119,7 @@ def views(defs: Definitions) -> dict[str, str]:
             "known, outcome arrived)"
         )
         + "with\n\n"
-        + _first_scores(key, outcome_sql, at is not None)
+        + JOINED
         + ",\n\npaired as (\n\n    select joined.*\n    from joined\n"
         f"    where joined.{key} in (\n        select {key} from joined as challenged\n"
         "        where challenged.role = 'challenger'\n"
@@ -141,7 +150,7 @@ def sources_yml() -> dict:
     }
 
 
-def views_yml() -> list[dict]:
+def views_yml() -> list[dict]:  # noqa: D401 - the yml of `views`
     perf_cols = [
         ("cohort", "The day the records were first scored."),
         ("model_name", "The model."),
@@ -156,6 +165,11 @@ def views_yml() -> list[dict]:
     ]
     cols = lambda pairs: [{"name": n, "description": d} for n, d in pairs]  # noqa: E731
     return [
+        {
+            "name": "first_scores_with_outcomes",
+            "description": "Each record's first published score per model and role, joined to "
+            "its outcome once known (the scoring cohort is the day of that score).",
+        },
         {
             "name": "score_distribution",
             "description": "Every build's score checks per model and fit: rows, NULL share, "

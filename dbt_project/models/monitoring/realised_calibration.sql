@@ -5,46 +5,9 @@
 
 with
 
-scores as (
-
-    select * from {{ source('history', 'scores') }}
-
-),
-
-firsts as (
-
-    select
-        scores.*,
-        row_number() over (
-            partition by lead_id, model_name, role order by published_at
-        ) as nth
-    from scores
-    where score is not null
-
-),
-
-outcomes as (
-
-    select lead_id as lead_id, cast(converted as integer) as outcome
-    from {{ ref('lead_features') }}
-    where converted is not null
-
-),
-
 joined as (
 
-    select
-        cast({{ dbt.date_trunc('day', 'firsts.published_at') }} as date) as cohort,
-        firsts.lead_id,
-        firsts.model_name,
-        firsts.role,
-        firsts.fit_id,
-        firsts.score,
-        firsts.decile,
-        outcomes.outcome
-    from firsts
-    inner join outcomes on outcomes.lead_id = firsts.lead_id
-    where firsts.nth = 1
+    select * from {{ ref('first_scores_with_outcomes') }}
 
 ),
 
