@@ -150,7 +150,7 @@ def sources_yml() -> dict:
     }
 
 
-def views_yml() -> list[dict]:  # noqa: D401 - the yml of `views`
+def views_yml() -> list[dict]:
     perf_cols = [
         ("cohort", "The day the records were first scored."),
         ("model_name", "The model."),
