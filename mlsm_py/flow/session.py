@@ -129,6 +129,7 @@ def fit_row(c, actor: str, artifact_rel: str) -> dict:  # c: flow.compiled.Compi
         "matured_until": b.matured_until,
         "holdout_from": b.holdout_from,
         "train_before": b.train_before,
+        "validation_from": b.validation_from,
         "scoring_sql": c.scoring_sql,
         "dbt_sql": c.template,
         "dbt_sql_sha256": writer.sha256(c.template),

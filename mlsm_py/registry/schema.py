@@ -49,6 +49,7 @@ TABLES = {
         matured_until timestamp,
         holdout_from timestamp,
         train_before timestamp,
+        validation_from timestamp,
         scoring_sql varchar,
         dbt_sql varchar not null,
         dbt_sql_sha256 varchar not null,
@@ -209,4 +210,24 @@ def ddl() -> list[str]:
     out = [f"create schema if not exists {SCHEMA}"]
     for name, cols in TABLES.items():
         out.append(f"create table if not exists {SCHEMA}.{name} ({cols.strip()})")
+    return out
+
+
+def columns(table: str) -> list[tuple[str, str]]:
+    """(name, type) of each column `TABLES` declares for `table` (constraints dropped)."""
+    out = []
+    for line in TABLES[table].strip().split(","):
+        name, type_, *_ = line.split()
+        out.append((name, type_))
+    return out
+
+
+def upgrades(present: dict[str, set[str]]) -> list[str]:
+    """ALTERs that add the columns a newer mlsm declares to a registry an older one created
+    ({table: its columns}). Added columns are nullable: old rows hold NULL, nothing is lost."""
+    out = []
+    for table, cols in present.items():
+        for name, type_ in columns(table):
+            if name not in cols:
+                out.append(f"alter table {SCHEMA}.{table} add column {name} {type_}")
     return out

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 
 from mlsm_py.errors import MlsmError
-from mlsm_py.registry.schema import SCHEMA, TABLES, ddl
+from mlsm_py.registry.schema import SCHEMA, TABLES, ddl, upgrades
 
 
 class WarehouseInUse(MlsmError):
@@ -38,6 +38,13 @@ def connect(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyConnecti
         return con
     with transaction(con):
         for stmt in ddl():
+            con.execute(stmt)
+        present: dict[str, set[str]] = {}
+        q = "select table_name, column_name from information_schema.columns where table_schema = ?"
+        for table, column in con.execute(q, [SCHEMA]).fetchall():
+            if table in TABLES:
+                present.setdefault(table, set()).add(column)
+        for stmt in upgrades(present):
             con.execute(stmt)
     return con
 

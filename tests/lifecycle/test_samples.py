@@ -90,6 +90,7 @@ def test_samples_are_marked_disjoint_time_ordered_and_exactly_what_the_fit_saw(t
     for n, distinct, _, _, labels_match in by.values():
         assert n == distinct == labels_match  # the labels the fit saw
     validation_from = train_before - __import__("datetime").timedelta(days=30)
+    assert query(wh, "select validation_from from mlsm_registry.fits")[0][0] == validation_from
     assert by["train"][3] < validation_from <= by["validation"][2]
     assert by["validation"][3] < train_before  # then the 14-day gap
     assert by["test"][2] >= holdout_from and holdout_from - train_before >= (
