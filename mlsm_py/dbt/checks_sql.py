@@ -16,18 +16,32 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from mlsm_py.checks.drift import EPS
-from mlsm_py.dbt.common import RUN_ID, Scored
+from mlsm_py.dbt.common import RUN_ID, Scored, sql_string
 from mlsm_py.dbt.common import header as _header
-from mlsm_py.flow.compiled import jinja_inert
 from mlsm_py.registry.store import CHAMPION
 
 DOUBLE = "{{ mlsm.type_double() }}"
+_num_eps = repr(float(EPS))
 STRING = "{{ dbt.type_string() }}"
 
 
-def _q(text: str) -> str:
-    """A SQL string literal that dbt's Jinja leaves alone, whatever the text holds."""
-    return jinja_inert("'" + str(text).replace("'", "''") + "'")
+# Population stability over the `shares` rows; shares floored at EPS (see checks.drift).
+PSI = (
+    f"        sum((greatest(actual_share, {_num_eps}) - greatest(expected_share, {_num_eps}))\n"
+    f"            * ln(greatest(actual_share, {_num_eps}) / greatest(expected_share, {_num_eps}))) "
+    "as psi"
+)
+
+
+def _level(limits: str) -> str:
+    """The finding's level from the measured PSI and the thresholds in `limits`."""
+    return (
+        "        case\n            when totals.total is null or totals.total = 0 then 'empty'\n"
+        f"            when totals.total < {limits}.min_rows then 'too_few_rows'\n"
+        f"            when measured.psi >= {limits}.error_at then 'error'\n"
+        f"            when measured.psi >= {limits}.warn_at then 'warn'\n"
+        "            else 'ok'\n        end as level,\n"
+    )
 
 
 def _num(v: float) -> str:
@@ -47,7 +61,9 @@ def _case(column: str, kind: str, ref: Sequence[Mapping], is_double: bool) -> tu
         return "case " + " ".join(lines) + f" else {len(cuts) + 1} end", -1
     levels = [r for r in ref if r["bin"] >= 1 and r["level"] not in (None, "__unseen__")]
     unseen = max(r["bin"] for r in ref)
-    lines += [f"when cast({col} as {STRING}) = {_q(r['level'])} then {r['bin']}" for r in levels]
+    lines += [
+        f"when cast({col} as {STRING}) = {sql_string(r['level'])} then {r['bin']}" for r in levels
+    ]
     return "case " + " ".join(lines) + f" else {unseen} end", unseen
 
 
@@ -104,10 +120,10 @@ def input_drift(scored: Sequence[Scored]) -> str | None:
             for b, _ in order
         ]
     values = ",\n        ".join(
-        f"({b}, {_q(m)}, {_q(f)}, {_q(c)}, {_q(k)}, {_num(w)}, {_num(e)}, {u}, {n})"
+        f"({b}, {sql_string(m)}, {sql_string(f)}, {sql_string(c)}, {sql_string(k)}, "
+        f"{_num(w)}, {_num(e)}, {u}, {n})"
         for b, m, f, c, k, w, e, u, n in inputs
     )
-    eps = _num(EPS)
     body = (
         "with\n\n"
         + ",\n\n".join(ctes)
@@ -135,9 +151,8 @@ def input_drift(scored: Sequence[Scored]) -> str | None:
         "    left join totals on totals.binning = expected.binning\n\n),\n\n"
         "measured as (\n\n    select\n"
         "        binning,\n        fit_id,\n        column_name,\n"
-        f"        sum((greatest(actual_share, {eps}) - greatest(expected_share, {eps}))\n"
-        f"            * ln(greatest(actual_share, {eps}) / greatest(expected_share, {eps}))) "
-        "as psi\n    from shares\n    group by binning, fit_id, column_name\n\n),\n\n"
+        + PSI
+        + "\n    from shares\n    group by binning, fit_id, column_name\n\n),\n\n"
         "unseen as (\n\n    select inputs.binning, inputs.fit_id, inputs.column_name,\n"
         f"        coalesce(cast(actual.n as {DOUBLE}) / totals.total, 0) as unseen_share\n"
         "    from inputs\n    left join actual on actual.binning = inputs.binning "
@@ -148,12 +163,8 @@ def input_drift(scored: Sequence[Scored]) -> str | None:
         "        coalesce(totals.total, 0) as rows_checked,\n"
         "        case when totals.total > 0 then measured.psi end as psi,\n"
         "        unseen.unseen_share,\n        inputs.warn_at,\n        inputs.error_at,\n"
-        "        case\n            when totals.total is null or totals.total = 0 then 'empty'\n"
-        "            when totals.total < inputs.min_rows then 'too_few_rows'\n"
-        "            when measured.psi >= inputs.error_at then 'error'\n"
-        "            when measured.psi >= inputs.warn_at then 'warn'\n"
-        "            else 'ok'\n        end as level,\n"
-        f"        {RUN_ID} as run_id\n"
+        + _level("inputs")
+        + f"        {RUN_ID} as run_id\n"
         "    from inputs\n    left join measured on measured.binning = inputs.binning "
         "and measured.fit_id = inputs.fit_id and measured.column_name = inputs.column_name\n"
         "    left join totals on totals.binning = inputs.binning\n"
@@ -174,12 +185,11 @@ def score_checks(scored: Sequence[Scored]) -> str:
         c = s.model.checks
         low, high = c.score_mean if c.score_mean is not None else (None, None)
         rows.append(
-            f"({_q(s.model.name)}, {_q(s.alias)}, {_q(s.fit['fit_id'])}, "
+            f"({sql_string(s.model.name)}, {sql_string(s.alias)}, {sql_string(s.fit['fit_id'])}, "
             f"{_num(c.score_drift[0])}, {_num(c.score_drift[1])}, {c.drift_min_rows}, "
             f"cast({'null' if low is None else _num(low)} as {DOUBLE}), "
             f"cast({'null' if high is None else _num(high)} as {DOUBLE}))"
         )
-    eps = _num(EPS)
     body = (
         "with\n\nscores as (\n\n    select * from {{ ref('scores') }}\n\n),\n\n"
         "fits as (\n\n    select * from (values\n        "
@@ -203,22 +213,15 @@ def score_checks(scored: Sequence[Scored]) -> str:
         "and deciles.decile = expected.decile\n"
         "    left join totals on totals.fit_id = expected.fit_id\n\n),\n\n"
         "measured as (\n\n    select\n        fit_id,\n"
-        f"        sum((greatest(actual_share, {eps}) - greatest(expected_share, {eps}))\n"
-        f"            * ln(greatest(actual_share, {eps}) / greatest(expected_share, {eps}))) "
-        "as psi\n    from shares\n    group by fit_id\n\n),\n\n"
+        + PSI
+        + "\n    from shares\n    group by fit_id\n\n),\n\n"
         "final as (\n\n    select\n        fits.model_name,\n        fits.role,\n"
         "        fits.fit_id,\n        coalesce(counts.rows_checked, 0) as rows_checked,\n"
         f"        cast(counts.null_scores as {DOUBLE}) / nullif(counts.rows_checked, 0) "
         "as null_share,\n        counts.mean_score,\n"
         "        case when totals.total > 0 then measured.psi end as psi,\n"
         "        fits.warn_at,\n        fits.error_at,\n        fits.mean_low,\n"
-        "        fits.mean_high,\n        case\n"
-        "            when totals.total is null or totals.total = 0 then 'empty'\n"
-        "            when totals.total < fits.min_rows then 'too_few_rows'\n"
-        "            when measured.psi >= fits.error_at then 'error'\n"
-        "            when measured.psi >= fits.warn_at then 'warn'\n"
-        "            else 'ok'\n        end as level,\n"
-        f"        {RUN_ID} as run_id\n"
+        "        fits.mean_high,\n" + _level("fits") + f"        {RUN_ID} as run_id\n"
         "    from fits\n    left join counts on counts.fit_id = fits.fit_id\n"
         "    left join totals on totals.fit_id = fits.fit_id\n"
         "    left join measured on measured.fit_id = fits.fit_id\n\n)\n\nselect * from final\n"

@@ -49,3 +49,10 @@ def header(lines: Sequence[str], comment: str) -> str:
 
 def as_yaml(head: str, doc: dict) -> str:
     return head + "\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+
+
+def sql_string(text: str) -> str:
+    """A SQL string literal that dbt's Jinja leaves alone, whatever the text holds."""
+    from mlsm_py.flow.compiled import jinja_inert
+
+    return jinja_inert("'" + str(text).replace("'", "''") + "'")

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mlsm_py.contracts import _num
 from mlsm_py.spec import Field, Model
-
-
-def _num(x: float) -> float | int:
-    return int(x) if float(x).is_integer() and abs(x) < 2**53 else float(x)
 
 
 def _warn_if(tests: list, quarantined: bool) -> list:

@@ -66,7 +66,8 @@ def rule_words(name: str, column: str | None, kwargs: dict) -> str:
 VALUE_CHECKS = ("not_null", "accepted_range", "accepted_values", "finite")
 
 
-def _query(warehouse: Path | None, sql: str) -> list[tuple]:
+def _query(warehouse: Path | None, sql: str) -> list[dict]:
+    """The rows of `sql` in a DuckDB warehouse, as dicts; [] elsewhere or on any error."""
     if warehouse is None or not Path(warehouse).is_file():
         return []
     try:
@@ -74,7 +75,9 @@ def _query(warehouse: Path | None, sql: str) -> list[tuple]:
 
         con = duckdb.connect(str(warehouse))
         try:
-            return con.execute(sql).fetchall()
+            cur = con.execute(sql)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         finally:
             con.close()
     except Exception:  # noqa: BLE001 - a sample is a courtesy; the count is the finding
@@ -89,7 +92,7 @@ def sample(node: Any, warehouse: Path | None) -> list[str]:
     rows = _query(warehouse, f"select * from (\n{sql}\n) as failing limit {SAMPLE}")
     # The first column is the offending value in every check mlsm writes (accepted_values
     # adds a count beside it).
-    return [_fmt(r[0]) for r in rows]
+    return [_fmt(next(iter(r.values()))) for r in rows]
 
 
 def sample_keys(
@@ -106,25 +109,12 @@ def sample_keys(
     rows = _query(
         warehouse, f'select "{key}" from {relation} where {where} order by 1 limit {SAMPLE}'
     )
-    return [_fmt(r[0]) for r in rows]
+    return [_fmt(r[key]) for r in rows]
 
 
 def _rows(node: Any, warehouse: Path | None) -> list[dict]:
     sql = getattr(node, "compiled_code", None)
-    if not sql or warehouse is None or not Path(warehouse).is_file():
-        return []
-    try:
-        import duckdb
-
-        con = duckdb.connect(str(warehouse))
-        try:
-            cur = con.execute(f"select * from (\n{sql}\n) as failing limit 20")
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-        finally:
-            con.close()
-    except Exception:  # noqa: BLE001 - the count and the check's name are the finding
-        return []
+    return _query(warehouse, f"select * from (\n{sql}\n) as failing limit 20") if sql else []
 
 
 def findings(name: str, model: str, rows: list[dict]) -> str:

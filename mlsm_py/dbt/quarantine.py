@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mlsm_py.contracts import Rule, _num, rules_of
+from mlsm_py.dbt.common import sql_string
 from mlsm_py.spec import Field, Model
 
 DOUBLE = "{{ mlsm.type_double() }}"
@@ -36,13 +37,6 @@ def relations(models: Sequence[Model]) -> dict[str, tuple[str, list[Field]]]:
     }
 
 
-def _quote(text: str) -> str:
-    """A SQL string literal that dbt's Jinja leaves alone, whatever the text holds."""
-    from mlsm_py.flow.compiled import jinja_inert
-
-    return jinja_inert("'" + text.replace("'", "''") + "'")
-
-
 def condition(r: Rule) -> str:
     """The rows breaking `r`, in SQL (the same rows as `contracts.broken` in Python)."""
     col = r.field.name
@@ -52,7 +46,7 @@ def condition(r: Rule) -> str:
     if r.kind == "finite":
         return f"{col} in ({nan}, cast('Infinity' as {DOUBLE}), cast('-Infinity' as {DOUBLE}))"
     if r.kind == "levels":
-        levels = ", ".join(_quote(v) for v in r.field.levels or ())
+        levels = ", ".join(sql_string(v) for v in r.field.levels or ())
         return f"{col} is not null and cast({col} as {STRING}) not in ({levels})"
     parts = [f"{col} = {nan}"]
     if r.field.min is not None:
@@ -65,8 +59,8 @@ def condition(r: Rule) -> str:
 def quarantine_sql(relation: str, key: str, fields: Sequence[Field], header: str, run_id: str):
     rules = [r for f in fields for r in rules_of(f) if r.action == "quarantine"]
     selects = "\n\n    union all\n\n".join(
-        f"    select\n        {key},\n        {_quote(r.field.name)} as column_name,\n"
-        f"        {_quote(r.words)} as rule,\n"
+        f"    select\n        {key},\n        {sql_string(r.field.name)} as column_name,\n"
+        f"        {sql_string(r.words)} as rule,\n"
         f"        cast({r.field.name} as {STRING}) as value\n"
         f"    from features\n    where {condition(r)}"
         for r in rules

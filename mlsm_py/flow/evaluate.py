@@ -20,7 +20,7 @@ from mlsm_py.registry.schema import SCHEMA
 from mlsm_py.spec import SummaryModel
 from mlsm_py.train.split import SplitBounds, bounds
 from mlsm_py.train.summary import Bands, pick, place, ranking_metrics
-from mlsm_py.train.trainer import _as_of, read_window
+from mlsm_py.train.trainer import newest, read_window
 
 METRICS = ("roc_auc", "top_decile_capture")
 
@@ -75,7 +75,7 @@ def _fmt(k: str, v: float) -> str:
     return f"{v:.1%}" if k == "top_decile_capture" else f"{v:.4f}"
 
 
-def _member_scores(
+def member_scores(
     s: Session, con: duckdb.DuckDBPyConnection, scored: writer.Scored, b: SplitBounds
 ) -> tuple[pd.Series, pd.Series, pd.Series]:
     """(score, percentile, label) by key for one member's champion on the window."""
@@ -106,8 +106,8 @@ def evaluate_summaries(
     for summary, cands in writer.candidates(s.defs, scored):
         order = [n for n, _ in cands]
         first = champions[order[0]].model
-        b = bounds(_as_of(con, first), first.split)
-        parts = {n: _member_scores(s, con, champions[n], b) for n in order}
+        b = bounds(newest(con, first), first.split)
+        parts = {n: member_scores(s, con, champions[n], b) for n in order}
         keys = sorted(set.intersection(*(set(p[0].index) for p in parts.values())))
         if not keys:
             continue

@@ -103,7 +103,7 @@ def _columns(table: str) -> list[str]:
     return [ln.split()[0] for ln in TABLES[table].strip().splitlines()]
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+def select_rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
     cur = con.execute(sql, params or [])
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
@@ -128,7 +128,7 @@ def insert_reference(con: duckdb.DuckDBPyConnection, fit_id: str, rows: Sequence
 
 def input_reference(con: duckdb.DuckDBPyConnection, fit_id: str) -> list[dict]:
     q = f"select * from {SCHEMA}.fit_input_reference where fit_id = ? order by column_name, bin"
-    return _rows(con, q, [fit_id])
+    return select_rows(con, q, [fit_id])
 
 
 def insert_samples(con: duckdb.DuckDBPyConnection, fit_id: str, frame: Any) -> None:
@@ -159,7 +159,7 @@ def breakpoints(con: duckdb.DuckDBPyConnection, fit_id: str) -> list[float]:
 
 
 def get_fit(con: duckdb.DuckDBPyConnection, fit_id: str) -> dict | None:
-    rows = _rows(con, f"select * from {SCHEMA}.fits where fit_id = ?", [fit_id])
+    rows = select_rows(con, f"select * from {SCHEMA}.fits where fit_id = ?", [fit_id])
     return rows[0] if rows else None
 
 
@@ -273,14 +273,14 @@ def record_decision(
 
 
 def history(con: duckdb.DuckDBPyConnection, model_name: str) -> list[dict]:
-    rows = _rows(
+    rows = select_rows(
         con,
         f"select * from {SCHEMA}.decisions where model_name = ? "
         "order by decided_at desc, decision_id desc",
         [model_name],
     )
     for r in rows:
-        r["compared"] = _rows(
+        r["compared"] = select_rows(
             con,
             f"select role, fit_id, metric, value from {SCHEMA}.decision_metrics "
             "where decision_id = ? order by role, metric",
@@ -290,7 +290,7 @@ def history(con: duckdb.DuckDBPyConnection, model_name: str) -> list[dict]:
 
 
 def last_decision(con: duckdb.DuckDBPyConnection, model_name: str) -> dict | None:
-    rows = _rows(
+    rows = select_rows(
         con,
         f"select * from {SCHEMA}.decisions where model_name = ? "
         "order by decided_at desc, decision_id desc limit 1",
@@ -305,7 +305,7 @@ def installing_decision(con: duckdb.DuckDBPyConnection, model_name: str) -> dict
         f"select d.* from {SCHEMA}.aliases a join {SCHEMA}.decisions d "
         "on d.decision_id = a.decision_id where a.model_name = ? and a.alias = ?"
     )
-    rows = _rows(con, q, [model_name, CHAMPION])
+    rows = select_rows(con, q, [model_name, CHAMPION])
     return rows[0] if rows else None
 
 
@@ -332,7 +332,7 @@ def add_pending(
 
 
 def pending(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict]:
-    return _rows(
+    return select_rows(
         con,
         f"select * from {SCHEMA}.pending where run_id = ? order by model_name, alias",
         [run_id],
@@ -394,4 +394,6 @@ def record_volume(con: duckdb.DuckDBPyConnection, run_id: str, relation: str, ro
 
 
 def builds(con: duckdb.DuckDBPyConnection, limit: int = 20) -> list[dict]:
-    return _rows(con, f"select * from {SCHEMA}.builds order by started_at desc limit ?", [limit])
+    return select_rows(
+        con, f"select * from {SCHEMA}.builds order by started_at desc limit ?", [limit]
+    )

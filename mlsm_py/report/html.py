@@ -13,13 +13,13 @@ import duckdb
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from mlsm_py.flow.evaluate import _member_scores
+from mlsm_py.flow.evaluate import member_scores
 from mlsm_py.flow.session import Session, scored_fits
 from mlsm_py.registry import store
 from mlsm_py.registry.schema import SCHEMA
 from mlsm_py.report import plots
 from mlsm_py.train.split import bounds
-from mlsm_py.train.trainer import _as_of
+from mlsm_py.train.trainer import newest
 
 SHOWN = ("roc_auc", "pr_auc", "log_loss", "brier", "capture_at_10", "lift_at_10", "rows")
 STYLE = """
@@ -54,26 +54,20 @@ def _plot(svg: str) -> str:
     return f'<div class="plot">{svg}</div>'
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
-    cur = con.execute(sql, params or [])
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-
 def _holdout_section(s: Session, con, fits: dict) -> tuple[list[str], list[str]]:
     """Curves and tables on the newest matured rows, for the model's champion and challenger."""
     first = next(iter(fits.values())).model
-    b = bounds(_as_of(con, first), first.split)
+    b = bounds(newest(con, first), first.split)
     roc, cap, cal, metrics = {}, {}, {}, []
     for role, scored in fits.items():
-        score, _, y = _member_scores(s, con, scored, b)
+        score, _, y = member_scores(s, con, scored, b)
         y, score = y.to_numpy(), score.to_numpy()
         fpr, tpr, _ = roc_curve(y, score)
         m = store.fit_metrics(con, scored.fit["fit_id"])
         roc[role] = (fpr, tpr, float(roc_auc_score(y, score)))
         order = np.argsort(-score, kind="stable")
         cap[role] = (np.arange(1, len(y) + 1) / len(y), np.cumsum(y[order]) / max(y.sum(), 1))
-        cal[role] = _rows(
+        cal[role] = store.select_rows(
             con,
             f"select rows, mean_score, observed_rate from {SCHEMA}.fit_bins where fit_id = ? "
             "and table_name = 'calibration' order by bin",
@@ -95,7 +89,7 @@ def _holdout_section(s: Session, con, fits: dict) -> tuple[list[str], list[str]]
 def _history_section(con, model: str) -> tuple[list[str], list[str]]:
     out_plots, out_tables = [], []
     if store.table_exists(con, "history", "score_checks"):
-        rows = _rows(
+        rows = store.select_rows(
             con,
             "select run_id, role, mean_score, psi, level, build_status from history.score_checks "
             "where model_name = ? order by built_at",
@@ -126,7 +120,7 @@ def _history_section(con, model: str) -> tuple[list[str], list[str]]:
                 )
             )
     if store.table_exists(con, "history", "input_drift"):
-        rows = _rows(
+        rows = store.select_rows(
             con,
             "select run_id, column_name, psi, level from history.input_drift "
             "where model_name = ? order by built_at, column_name",
@@ -162,7 +156,7 @@ def _versus_section(con, model: str, fits: dict) -> tuple[list[str], list[str]]:
         groups[f"{role} (holdout)"] = [m.get(k, np.nan) for k in names]
         rows.append([f"{role} holdout", *(m.get(k) for k in names)])
     if store.table_exists(con, "monitoring", "champion_vs_challenger"):
-        real = _rows(
+        real = store.select_rows(
             con,
             "select role, sum(records) as records, avg(roc_auc) as roc_auc, "
             "avg(capture_at_10) as capture_at_10 from monitoring.champion_vs_challenger "
@@ -189,7 +183,7 @@ def render(s: Session, con: duckdb.DuckDBPyConnection) -> str:
     for x in scored:
         by_model.setdefault(x.model.name, {})[x.alias] = x
     parts = [f"<h1>mlsm report: {html.escape(str(s.project.root.name))}</h1>"]
-    last = _rows(con, f"select * from {SCHEMA}.builds order by started_at desc limit 1")
+    last = store.select_rows(con, f"select * from {SCHEMA}.builds order by started_at desc limit 1")
     if last:
         b = last[0]
         parts.append(

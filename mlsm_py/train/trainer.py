@@ -88,7 +88,9 @@ def read_window(con: Any, model: Model, start: Any, end: Any, inclusive_end: boo
     return df[~held].reset_index(drop=True) if held.any() else df
 
 
-def _as_of(con: Any, model: Model) -> Any:
+def newest(con: Any, model: Model) -> Any:
+    """The newest split-column time of the model's relation (its data's as-of time), after
+    checking the relation has the columns the model reads."""
     cols = {
         r[0]
         for r in con.execute(f"describe {exp.to_table(model.features).sql('duckdb')}").fetchall()
@@ -110,7 +112,7 @@ def train(con: Any, model: Model) -> Fit:
     """Fit `model` on matured rows older than its holdout; evaluate on the newest matured rows.
 
     `con` is a DuckDB connection to the warehouse."""
-    b = bounds(_as_of(con, model), model.split)
+    b = bounds(newest(con, model), model.split)
     train_df = read_window(con, model, None, b.validation_from or b.train_before, False)
     val_df = (
         read_window(con, model, b.validation_from, b.train_before, inclusive_end=False)
