@@ -48,7 +48,7 @@ from mlsm_py.flow.session import Session, scored_fits
 from mlsm_py.project import Project
 from mlsm_py.registry import artifacts
 from mlsm_py.spec import Definitions
-from mlsm_py.train import trainer
+from mlsm_py.train import fitting, segmented, trainer
 
 ROOT = st.ROOT
 
@@ -90,7 +90,7 @@ def _wrap(owner: Any, name: str, phase: str, undo: list) -> None:
 
 
 def _timed_clone(clone: Callable[..., Any]) -> Callable[..., Any]:
-    """trainer.train fits `clone(model.estimator)`: time that estimator's own fit. The timing
+    """fitting.fit fits `clone(model.estimator)`: time that estimator's own fit. The timing
     shim is an instance attribute, removed before fitting so the saved artifact never has it."""
 
     def wrapped(est: Any, *args: Any, **kwargs: Any) -> Any:
@@ -124,7 +124,7 @@ def _timed_dbt(build: Callable[..., Any]) -> Callable[..., Any]:
 # Where the lifecycle code looks each name up (a `from x import f` copy is patched where used).
 WRAPPED = [
     (trainer, "read_window", rp.READ),
-    (lifecycle, "train", rp.TRAIN),
+    (segmented, "fit_windows", rp.TRAIN),
     (lifecycle, "compile_fit", rp.COMPILE),
     (compiled, "check_parity", rp.PARITY),
     (compiled, "check_parity_python", rp.PARITY),
@@ -142,7 +142,7 @@ def instrument() -> list:
     undo: list = []
     for owner, name, phase in WRAPPED:
         _wrap(owner, name, phase, undo)
-    for owner, name, make in ((trainer, "clone", _timed_clone), (runner, "build", _timed_dbt)):
+    for owner, name, make in ((fitting, "clone", _timed_clone), (runner, "build", _timed_dbt)):
         undo.append((owner, name, getattr(owner, name)))
         setattr(owner, name, make(getattr(owner, name)))
     return undo

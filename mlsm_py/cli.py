@@ -67,6 +67,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     _say("summary:")
     _say(f"  {'model':<20} {'outcome':<9} {'metric':<20} {'champion':>9} {'challenger':>10}")
     for o in outcomes:
+        if o.segment is not None:  # counted on the model's line above
+            continue
         old = "" if o.old != o.old else f"{o.old:.4f}"
         new = "" if o.new != o.new else f"{o.new:.4f}"
         _say(f"  {o.model:<20} {o.outcome:<9} {o.metric:<20} {old:>9} {new:>10}")
@@ -95,6 +97,27 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{(r['challengers'] or ['-'])[0]:<17} {r['last_decision'] or '-'}"
         )
     for r in rows:
+        seg = r["segments"]
+        if seg:
+            lo, hi = seg["roc_auc_min"], seg["roc_auc_max"]
+            spread = f", ROC AUC {lo:.4f} to {hi:.4f}" if lo is not None else ""
+            skipped = f"; skipped last run: {', '.join(seg['skipped_last_run'])}" * bool(
+                seg["skipped_last_run"]
+            )
+            _say(
+                f"  {r['model']}: {seg['fits']} segment fits by {'+'.join(seg['by'])}{spread}, "
+                f"{seg['challengers']} challenger(s); the champion above is the global fit "
+                f"(the fallback){skipped}"
+            )
+            if args.segments:
+                for x in seg["rows"]:
+                    auc = f"{x['roc_auc']:.4f}" if x["roc_auc"] is not None else "-"
+                    _say(
+                        f"    {x['segment']:<14} {x['champion'] or '-':<17} {auc:>7} "
+                        f"{x['holdout_rows'] or 0:>8,} holdout  {x['challenger'] or '-':<17} "
+                        f"{x['last_decision'] or '-'}"
+                    )
+    for r in rows:
         for line in r["stale"]:
             _say(f"  stale: {r['model']}: {line}")
     if rows and rows[0]["generated_files_out_of_date"]:
@@ -109,7 +132,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from mlsm_py.flow.aliases import promote
 
-    _say(promote(_session(args), args.model, args.fit))
+    _say(promote(_session(args), args.model, args.fit, args.segment))
     _say("  the next `mlsm build` scores with it")
     return 0
 
@@ -117,7 +140,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from mlsm_py.flow.aliases import rollback
 
-    _say(rollback(_session(args), args.model))
+    _say(rollback(_session(args), args.model, args.segment))
     _say("  the next `mlsm build` scores with it")
     return 0
 
@@ -125,7 +148,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from mlsm_py.flow.aliases import history
 
-    rows = history(_session(args), args.model)
+    rows = history(_session(args), args.model, args.segment)
     if args.json:
         _say(json.dumps(rows, indent=2, default=str))
         return 0
@@ -135,6 +158,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         _say(
             f"{r['decided_at']:%Y-%m-%d %H:%M:%S}  {r['outcome']:<11} {r['action']:<9} "
             f"by {r['actor']:<10} {r['from_fit'] or '-'} -> {r['to_fit'] or '-'}"
+            + (f"  [segment {r['segment']}]" if r.get("segment") is not None else "")
         )
         _say(f"    {r['reason']}")
         by_metric: dict = {}
@@ -223,13 +247,19 @@ def parser() -> argparse.ArgumentParser:
     )
     status = verb("status", cmd_status, "champions, challengers, metrics, staleness")
     status.add_argument("--json", action="store_true")
+    status.add_argument(
+        "--segments", action="store_true", help="one line per segment fit of segmented models"
+    )
     promote = verb("promote", cmd_promote, "make the challenger (or --fit ID) the champion")
     promote.add_argument("model")
     promote.add_argument("--fit", help="a registered fit id (default: the challenger)")
+    promote.add_argument("--segment", help="one segment of a segmented model")
     rollback = verb("rollback", cmd_rollback, "back to the previous champion")
     rollback.add_argument("model")
+    rollback.add_argument("--segment", help="one segment of a segmented model")
     history = verb("history", cmd_history, "a model's decisions, newest first")
     history.add_argument("model")
+    history.add_argument("--segment", help="one segment's decisions only")
     history.add_argument("--json", action="store_true")
     report = verb("report", cmd_report, "one HTML file: curves, calibration, drift, scores")
     report.add_argument("--out", help="where to write it (default: reports/mlsm-report.html)")

@@ -286,6 +286,13 @@ class Model:
     population: str | None = None
     promotion: Promotion = field(default_factory=Promotion)
     checks: Checks = field(default_factory=Checks)
+    # One fit per level of these columns (declared category or integer fields) besides a
+    # global fit of the same definition, the fallback: it scores levels with fewer than
+    # `segment_min_rows` training rows or `segment_min_positives` positives, levels first
+    # seen at scoring time, and NULLs.
+    segment_by: str | tuple[str, ...] | None = None
+    segment_min_rows: int = 500
+    segment_min_positives: int = 20
 
     def __post_init__(self) -> None:
         check_name("model", self.name)
@@ -313,6 +320,32 @@ class Model:
             check_condition(f"model {self.name!r}: population", self.population)
         if not isinstance(self.promotion, Promotion):
             raise SpecError(f"model {self.name!r}: promotion must be a mlsm_py.Promotion")
+        self._check_segments()
+
+    def _check_segments(self) -> None:
+        by = self.segment_by
+        if by is None:
+            return
+        cols = (by,) if isinstance(by, str) else tuple(by)
+        object.__setattr__(self, "segment_by", cols)
+        types = {f.name: f.type for f in self.fields}
+        if not cols or len(set(cols)) != len(cols):
+            raise SpecError(f"model {self.name!r}: segment_by must name distinct columns")
+        for c in cols:
+            if types.get(c) not in ("category", "integer"):
+                raise SpecError(
+                    f"model {self.name!r}: segment_by column {c!r} must be a declared category "
+                    f"or integer field (got {types.get(c, 'not declared')})"
+                )
+        if self.segment_min_rows < 1 or self.segment_min_positives < 0:
+            raise SpecError(
+                f"model {self.name!r}: segment_min_rows must be >= 1 and segment_min_positives >= 0"
+            )
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        """The segment columns, () when the model has one global fit."""
+        return self.segment_by or ()  # type: ignore[return-value]
 
     @property
     def field_names(self) -> list[str]:

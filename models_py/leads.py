@@ -54,7 +54,7 @@ def _columns(numeric) -> ColumnTransformer:
     return ColumnTransformer([("num", numeric, NUMBERS), ("cat", _one_hot(), CATEGORIES)])
 
 
-def _model(name: str, status: str, estimator, description: str) -> Model:
+def _model(name: str, status: str, estimator, description: str, **more) -> Model:
     return Model(
         name=name,
         version=1,
@@ -68,6 +68,7 @@ def _model(name: str, status: str, estimator, description: str) -> Model:
         description=description,
         population="converted is null",  # score open leads only
         promotion=RULE,
+        **more,
     )
 
 
@@ -132,7 +133,12 @@ lgbm = _model(
             ),
         ]
     ),
-    "LightGBM gradient boosting; missing numbers follow LightGBM's default directions.",
+    "LightGBM gradient boosting, one fit per country; missing numbers follow LightGBM's "
+    "default directions.",
+    # A fit per country; a country with under 3,000 training leads (and leads with no
+    # country, or a country first seen when scoring) is scored by the global fit.
+    segment_by="country",
+    segment_min_rows=3000,
 )
 
 extra_trees_draft = _model(

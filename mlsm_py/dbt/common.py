@@ -28,6 +28,7 @@ class Scored:
     fit: Mapping[str, Any]  # its mlsm_registry.fits row
     metrics: Mapping[str, float] = field(default_factory=dict)  # its holdout metrics
     reference: Sequence[Mapping[str, Any]] = ()  # its training input distribution (drift)
+    segment: str | None = None  # a segment fit's level; None: the model's global fit
 
     @property
     def dbt_name(self) -> str:

@@ -108,6 +108,18 @@ def scores_yml(key: str) -> dict:
             },
             *BAND_COLUMNS("scores"),
             {"name": "run_id", "description": RUN_DOCS["run_id"]},
+            {
+                "name": "segment",
+                "description": "A segmented model's segment of the record (its segment_by "
+                "values, joined by '|'); NULL for an unsegmented model or a NULL level.",
+            },
+            {
+                "name": "fallback",
+                "description": "True when a segmented model's global fit scored the record: "
+                "its segment has no fit (below the declared minimum, first seen at scoring "
+                "time, or NULL). Always false for an unsegmented model.",
+                "data_tests": [{"not_null": {"name": "scores__fallback__not_null"}}],
+            },
         ],
     }
 
@@ -286,8 +298,10 @@ def registry_sources() -> dict:
             t["data_tests"] = [
                 {
                     "mlsm.unique_combination_of_columns": {
-                        "name": "registry__one_fit_per_model_and_alias",
-                        "arguments": {"combination_of_columns": ["model_name", "alias"]},
+                        "name": "registry__one_fit_per_model_segment_and_alias",
+                        "arguments": {
+                            "combination_of_columns": ["model_name", "segment", "alias"]
+                        },
                     }
                 }
             ]

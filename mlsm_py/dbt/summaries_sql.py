@@ -33,7 +33,9 @@ def candidates(defs: Definitions, scored: Sequence[Scored]) -> list[tuple[Summar
     champion, see `member_order`); a summary none of whose models has a champion yet is left
     out until one has."""
     champions = {
-        s.model.name: s for s in scored if s.alias == CHAMPION and s.model.status == "live"
+        s.model.name: s
+        for s in scored
+        if s.alias == CHAMPION and s.model.status == "live" and s.segment is None
     }
     out = []
     for summary in defs.summaries:

@@ -23,6 +23,7 @@ from mlsm_py.dbt import (
 from mlsm_py.dbt.common import MARK, RUN_ID, Scored
 from mlsm_py.dbt.common import as_yaml as _yaml
 from mlsm_py.dbt.common import header as _header
+from mlsm_py.dbt.segments_sql import segmented_model
 from mlsm_py.dbt.summaries_sql import call_list, candidates, score_bands, winners
 from mlsm_py.errors import SpecError
 from mlsm_py.flow.compiled import RELATION
@@ -65,15 +66,26 @@ def score_model(s: Scored, held: frozenset[str] = frozenset()) -> str:
     return header + "\n" + body + "\n"
 
 
+def groups(scored: Sequence[Scored]) -> dict[str, list[Scored]]:
+    """The fits of each score model: one for a model's role, or a segmented model's global
+    fit (first) and segment fits."""
+    out: dict[str, list[Scored]] = {}
+    for s in sorted(scored, key=lambda s: (s.dbt_name, s.segment is not None, s.segment or "")):
+        out.setdefault(s.dbt_name, []).append(s)
+    return out
+
+
 def scores_union(scored: Sequence[Scored], key: str) -> str:
-    names = sorted(s.dbt_name for s in scored)
-    by_name = {s.dbt_name: s for s in scored}
+    by_name = {n: g[0] for n, g in groups(scored).items()}
+    names = sorted(by_name)
     imports = ",\n\n".join(
         f"{n} as (\n\n    select * from {{{{ ref('{n}') }}}}\n\n)" for n in names
     )
     union = "\n    union all\n".join(
         f"    select {key}, model_name, model_version, fit_id, '{by_name[n].alias}' as role, "
-        f"'{by_name[n].model.status}' as model_status, score from {n}"
+        f"'{by_name[n].model.status}' as model_status, score, "
+        + ("segment, fallback" if by_name[n].model.segments else _UNSEGMENTED)
+        + f" from {n}"
         for n in names
     )
     return (
@@ -94,6 +106,10 @@ def scores_union(scored: Sequence[Scored], key: str) -> str:
         "final as (\n\n    select\n        placed.*,\n"
         f"        {RUN_ID} as run_id\n    from placed\n\n)\n\nselect * from final\n"
     )
+
+
+# An unsegmented model's rows: no segment, never a fallback.
+_UNSEGMENTED = "cast(null as varchar) as segment, false as fallback"
 
 
 def published_tables(defs: Definitions) -> list[str]:
@@ -154,9 +170,14 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
         raise SpecError(f"all models must share one key to be scored together; got {sorted(keys)}")
     key = keys.pop()
     ymls = []
-    for s in sorted(scored, key=lambda s: s.dbt_name):
-        files[SCORES_DIR / f"{s.dbt_name}{s.suffix}"] = score_model(s, frozenset(held))
-        ymls.append(scores_yml.score_model_yml(s.dbt_name, s.model, s.alias, s.fit))
+    for name, group in sorted(groups(scored).items()):
+        s = group[0]
+        files[SCORES_DIR / f"{name}{s.suffix}"] = (
+            segmented_model(group, frozenset(held))
+            if s.model.segments
+            else score_model(s, frozenset(held))
+        )
+        ymls.append(scores_yml.score_model_yml(name, s.model, s.alias, s.fit))
     files[SCORES_DIR / "scores.sql"] = scores_union(scored, key)
     files[SCORES_DIR / "score_checks.sql"] = checks_sql.score_checks(scored)
     drift = checks_sql.input_drift(scored)
@@ -167,7 +188,7 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
         docs.append(checks_sql.input_drift_yml())
     for rel, (k, fields) in held.items():
         docs.extend(quarantine.yml(rel, k, fields))
-    names = sorted(s.dbt_name for s in scored)
+    names = sorted(groups(scored))
     doc: dict = {
         "version": 2,
         "models": docs,
@@ -262,7 +283,7 @@ def file_checksum(text: str) -> str:
 def score_files(files: Mapping[Path, str], scored: Sequence[Scored]) -> dict[str, tuple[str, str]]:
     """{path: (dbt checksum, fit id)} of the score models among `files`."""
     out = {}
-    for s in scored:
-        rel = SCORES_DIR / f"{s.dbt_name}{s.suffix}"
-        out[rel.as_posix()] = (file_checksum(files[rel]), s.fit["fit_id"])
+    for name, group in groups(scored).items():
+        rel = SCORES_DIR / f"{name}{group[0].suffix}"
+        out[rel.as_posix()] = (file_checksum(files[rel]), group[0].fit["fit_id"])
     return out

@@ -24,39 +24,61 @@ def _move(
     d: store.Decision,
     compared: dict | None,
 ) -> None:
-    current = store.aliases(con, model)
+    seg = d.segment
+    current = store.aliases(con, model, seg)
     with store.transaction(con):
         store.record_decision(con, d, compared)
-        store.set_alias(con, model, store.CHAMPION, to_fit, s.actor, d.decision_id)
+        store.set_alias(con, model, store.CHAMPION, to_fit, s.actor, d.decision_id, seg)
         if current.get(store.CHALLENGER) == to_fit:
-            store.set_alias(con, model, store.CHALLENGER, None, s.actor, d.decision_id)
+            store.set_alias(con, model, store.CHALLENGER, None, s.actor, d.decision_id, seg)
 
 
-def _proposal(con: duckdb.DuckDBPyConnection, model: str, fit_id: str) -> dict | None:
+def _proposal(
+    con: duckdb.DuckDBPyConnection, model: str, fit_id: str, segment: str | None
+) -> dict | None:
     rows = [
         r
-        for r in store.history(con, model)
+        for r in store.history(con, model, segment)
         if r["to_fit"] == fit_id and r["outcome"] in ("proposed", "kept", "challenger")
     ]
     return rows[0] if rows else None
 
 
-def promote(s: Session, model: str, fit_id: str | None = None) -> str:
+def _segment(s: Session, con: duckdb.DuckDBPyConnection, model: str, segment: str | None):
+    """Check `--segment` against the model: a segmented model's level with a fit."""
     m = s.defs.model(model)
+    if segment is None:
+        return m, ""
+    if not m.segments:
+        raise MlsmError(f"model {m.name!r} is not segmented; drop --segment")
+    known = store.segment_aliases(con, m.name)
+    if segment not in known:
+        shown = ", ".join(sorted(known)[:10]) or "none"
+        raise MlsmError(
+            f"model {m.name!r} has no fit for segment {segment!r}; segments with fits: {shown}"
+        )
+    return m, f" segment {segment}"
+
+
+def promote(s: Session, model: str, fit_id: str | None = None, segment: str | None = None) -> str:
     s.require_warehouse()
     with hold(s.project.warehouse, "promote"), s.registry() as con:
-        current = store.aliases(con, m.name)
+        m, where = _segment(s, con, model, segment)
+        current = store.aliases(con, m.name, segment)
         target = fit_id or current.get(store.CHALLENGER)
         if target is None:
-            raise MlsmError(f"model {m.name!r} has no challenger to promote; pass --fit ID")
+            raise MlsmError(f"model {m.name!r}{where} has no challenger to promote; pass --fit ID")
         row = store.get_fit(con, target)
-        if row is None or row["model_name"] != m.name:
-            raise MlsmError(f"fit {target!r} is not a registered fit of model {m.name!r}")
+        if row is None or row["model_name"] != m.name or row["segment"] != segment:
+            raise MlsmError(
+                f"fit {target!r} is not a registered fit of model {m.name!r}"
+                + (where or " (its global fit)")
+            )
         if not row["parity_passed"]:
             raise MlsmError(f"fit {target} failed its parity gate and cannot be promoted")
         if current.get(store.CHAMPION) == target:
-            raise MlsmError(f"fit {target} is already the champion of {m.name!r}")
-        basis = _proposal(con, m.name, target)
+            raise MlsmError(f"fit {target} is already the champion of {m.name!r}{where}")
+        basis = _proposal(con, m.name, target, segment)
         forced = fit_id is not None and fit_id != current.get(store.CHALLENGER)
         compared = None
         if basis is not None:
@@ -81,23 +103,24 @@ def promote(s: Session, model: str, fit_id: str | None = None) -> str:
             eval_rows=basis["eval_rows"] if basis else None,
             eval_from=basis["eval_from"] if basis else None,
             eval_until=basis["eval_until"] if basis else None,
+            segment=segment,
         )
         _move(s, con, m.name, target, d, compared)
         sync_files(s, con)
-    return f"{m.name}: fit {target} is the champion (was {current.get(store.CHAMPION)})"
+    return f"{m.name}{where}: fit {target} is the champion (was {current.get(store.CHAMPION)})"
 
 
-def rollback(s: Session, model: str) -> str:
+def rollback(s: Session, model: str, segment: str | None = None) -> str:
     """Back to the champion before the current one: the `from_fit` of the decision that
-    installed the current champion."""
-    m = s.defs.model(model)
+    installed the current champion (of one segment, with `segment`)."""
     s.require_warehouse()
     with hold(s.project.warehouse, "rollback"), s.registry() as con:
-        current = store.aliases(con, m.name).get(store.CHAMPION)
-        installed = store.installing_decision(con, m.name)
+        m, where = _segment(s, con, model, segment)
+        current = store.aliases(con, m.name, segment).get(store.CHAMPION)
+        installed = store.installing_decision(con, m.name, segment)
         previous = installed["from_fit"] if installed else None
         if current is None or previous is None:
-            raise MlsmError(f"model {m.name!r} has no previous champion to roll back to")
+            raise MlsmError(f"model {m.name!r}{where} has no previous champion to roll back to")
         d = store.Decision(
             m.name,
             "rollback",
@@ -107,10 +130,11 @@ def rollback(s: Session, model: str) -> str:
             from_fit=current,
             to_fit=previous,
             rule="manual",
+            segment=segment,
         )
         _move(s, con, m.name, previous, d, None)
         sync_files(s, con)
-    return f"{m.name}: fit {previous} is the champion again (was {current})"
+    return f"{m.name}{where}: fit {previous} is the champion again (was {current})"
 
 
 def _published_status(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -183,13 +207,49 @@ def status(s: Session) -> list[dict[str, Any]]:
                     ),
                     "stale": notes[m.name],
                     "generated_files_out_of_date": differ,
+                    "segments": _segments_status(con, m) if m.segments else None,
                 }
             )
     return out
 
 
-def history(s: Session, model: str) -> list[dict[str, Any]]:
+def _segments_status(con: duckdb.DuckDBPyConnection, m) -> dict[str, Any]:
+    """A segmented model's fits, grouped: counts, the spread of their metric, and per
+    segment its champion, challenger and holdout metrics (`mlsm status --segments`)."""
+    per = store.segment_aliases(con, m.name)
+    rows = []
+    for seg, al in sorted(per.items()):
+        champ = al.get(store.CHAMPION)
+        metrics = store.fit_metrics(con, champ) if champ else {}
+        last = store.last_decision(con, m.name, seg)
+        rows.append(
+            {
+                "segment": seg,
+                "champion": champ,
+                "challenger": al.get(store.CHALLENGER),
+                "roc_auc": metrics.get("roc_auc"),
+                "top_decile_capture": metrics.get("top_decile_capture"),
+                "holdout_rows": (store.get_fit(con, champ) or {}).get("holdout_rows"),
+                "last_decision": f"{last['outcome']} ({last['action']})" if last else None,
+            }
+        )
+    aucs = [r["roc_auc"] for r in rows if r["roc_auc"] is not None]
+    return {
+        "by": list(m.segments),
+        "fits": sum(1 for r in rows if r["champion"]),
+        "challengers": sum(1 for r in rows if r["challenger"]),
+        "roc_auc_min": min(aucs) if aucs else None,
+        "roc_auc_max": max(aucs) if aucs else None,
+        "skipped_last_run": sorted(
+            r["segment"] for r in rows if (r["last_decision"] or "").startswith("refused")
+        ),
+        "rows": rows,
+    }
+
+
+def history(s: Session, model: str, segment: str | None = None) -> list[dict[str, Any]]:
+    """A model's decisions, newest first: every segment's, or one segment's."""
     m = s.defs.model(model)
     s.require_warehouse()
     with s.registry() as con:
-        return store.history(con, m.name)
+        return store.history(con, m.name, store.ANY if segment is None else segment)

@@ -146,10 +146,39 @@ def build(s: Session, run_id: str | None = None, command: str = "build") -> dict
             con, s.project.warehouse, writer.published_tables(s.defs), writer.published_docs(s.defs)
         )
         row["readers_seconds"] = time.perf_counter() - t2
+        row["fallback"] = fallback_counts(con, s)
     row["dbt_seconds"] = dbt_s
     row["dbt_summary"] = outcome.summary()
     row["warnings"] = outcome.warnings
     return row
+
+
+def fallback_counts(con, s: Session) -> dict[str, tuple[int, int, list]]:
+    """Per segmented model: (records its champion scored, of them by the fallback, the
+    levels that fell back), from the published scores."""
+    names = [m.name for m in s.defs.models if m.segments]
+    if not names or not store.table_exists(con, "published", "scores"):
+        return {}
+    rows = con.execute(
+        "select model_name, count(*), count(*) filter (where fallback), "
+        "list(distinct coalesce(segment, 'NULL') order by coalesce(segment, 'NULL')) "
+        "filter (where fallback) from published.scores where role = 'champion' "
+        f"and model_name in ({', '.join('?' for _ in names)}) group by model_name "
+        "order by model_name",
+        names,
+    ).fetchall()
+    return {m: (n, f, levels or []) for m, n, f, levels in rows}
+
+
+def fallback_lines(row: dict) -> list[str]:
+    out = []
+    for m, (n, f, levels) in row.get("fallback", {}).items():
+        shown = ", ".join(levels[:8]) + (f" and {len(levels) - 8} more" if len(levels) > 8 else "")
+        out.append(
+            f"      {m}: {n - f:,} records by their segment's fit, {f:,} by the fallback"
+            + (f" ({shown})" if f else "")
+        )
+    return out
 
 
 def run_build(s: Session) -> dict:
@@ -170,5 +199,7 @@ def run_build(s: Session) -> dict:
             if row["as_of"]
             else f"[2/2] published run {row['run_id']}"
         )
+        for line in fallback_lines(row):
+            s.say(line)
         s.say(f"      readers: {row['readers_file']} (never blocks a build)")
     return row

@@ -56,9 +56,22 @@ def _route(m: Model, estimator: Any) -> tuple[str, str, Assembled | None]:
     try:
         assembled = assemble(estimator)
     except UnsupportedError as e:
-        if m.scoring_path == "sql":
+        if m.scoring_path == "sql" or m.segments:
+            if m.segments:
+                raise SpecError(
+                    f"model {m.name!r}: segment_by needs the SQL route (one scoring model "
+                    f"routes every segment), and SQL cannot express this estimator: {e}. "
+                    "Drop segment_by, or define one model per segment"
+                ) from None
             raise
         return "python", f"SQL cannot express it: {e}", None
+    if m.segments:
+        if m.scoring_path == "python":
+            raise SpecError(
+                f"model {m.name!r}: segment_by needs the SQL route; scoring_path='python' "
+                "cannot be segmented"
+            )
+        return "sql", "segmented: one SQL model routes every segment", assembled
     if m.scoring_path != "auto":
         return m.scoring_path, "declared in the model definition", assembled
     choice = choose_path(estimator, assembled)
@@ -96,6 +109,8 @@ def definition_hash(m: Model) -> str:
         "estimator": canonical(m.estimator),
         "scoring_path": m.scoring_path,
     }
+    if m.segments:  # only then: unsegmented definitions keep the hashes they had
+        doc["segments"] = [list(m.segments), m.segment_min_rows, m.segment_min_positives]
     text = json.dumps(doc, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -114,7 +129,7 @@ def compile_fit(fit: Fit, con: Any) -> Compiled:
             m.key,
             {"fit_id": FIT_ID, "model_name": m.name, "model_version": m.version},
         )
-        fit_id = _digest(m, "sql", body)
+        fit_id = _digest(m, "sql", body, fit.segment)
         scoring_sql = body.replace(FIT_ID, fit_id).replace(RELATION, m.features)
         report = (
             check_parity(fit.estimator, con, fit.holdout.X, assembled=assembled)
@@ -124,9 +139,9 @@ def compile_fit(fit: Fit, con: Any) -> Compiled:
     else:
         # No SQL to hash: the fit is what the definition asked for, fitted on these rows.
         text = json.dumps(canonical(fit.estimator.get_params(deep=False)), sort_keys=True)
-        fit_id = _digest(m, "python", f"{text}\n{fit.data_hash}")
+        fit_id = _digest(m, "python", f"{text}\n{fit.data_hash}", fit.segment)
         report = check_parity_python(fit.estimator, con, fit.holdout.X)
-    gate(m.name, m.version, report)
+    gate(m.name if fit.segment is None else f"{m.name}[{fit.segment}]", m.version, report)
     if route == "sql":
         assert scoring_sql is not None
         template = jinja_inert(body.replace(FIT_ID, fit_id))
@@ -140,8 +155,9 @@ def compile_fit(fit: Fit, con: Any) -> Compiled:
     return Compiled(fit, fit_id, route, reason, assembled, template, scoring_sql, data, sha, report)
 
 
-def _digest(m: Model, kind: str, text: str) -> str:
-    return hashlib.sha256(f"{m.name}\n{m.version}\n{kind}\n{text}".encode()).hexdigest()[:16]
+def _digest(m: Model, kind: str, text: str, segment: str | None) -> str:
+    seg = "" if segment is None else f"segment {segment}\n"  # the global fit: as before
+    return hashlib.sha256(f"{m.name}\n{m.version}\n{seg}{kind}\n{text}".encode()).hexdigest()[:16]
 
 
 def python_model_source(m: Model, fit_id: str) -> str:

@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from mlsm_py import segments
 from mlsm_py.dbt import writer
 from mlsm_py.estimator import input_types, score_vector
 from mlsm_py.flow.session import Overlay, Session, scored_fits
@@ -76,18 +77,13 @@ def _fmt(k: str, v: float) -> str:
 
 
 def member_scores(
-    s: Session, con: duckdb.DuckDBPyConnection, scored: writer.Scored, b: SplitBounds
+    s: Session, con: duckdb.DuckDBPyConnection, fits: list[writer.Scored], b: SplitBounds
 ) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """(score, percentile, label) by key for one member's champion on the window."""
-    m = scored.model
+    """(score, percentile, label) by key for one member's champion on the window; a segmented
+    member's records are scored by their segment's fit, as the build routes them."""
+    m = fits[0].model
     df = read_window(con, m, b.holdout_from, b.matured_until, inclusive_end=True)
-    est = artifacts.load(
-        artifacts.resolve(s.project.warehouse, scored.fit["artifact_path"]),
-        scored.fit["artifact_sha256"],
-    )
-    score = score_vector(est, model_frame(df, input_types(m.fields))).astype("float64")
-    points = store.breakpoints(con, scored.fit["fit_id"])
-    pct = place(score, Bands.of(points)) if points else np.full(len(score), np.nan)
+    score, pct = routed(s, con, fits, df)
     keys = df[m.key].to_numpy()
     return (
         pd.Series(score, index=keys),
@@ -96,16 +92,54 @@ def member_scores(
     )
 
 
+def routed(
+    s: Session, con: duckdb.DuckDBPyConnection, fits: list[writer.Scored], df: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score and percentile of each row of `df` by the fit the build routes it to: its
+    segment's fit where `fits` has one, else the global fit (`fits` without a segment)."""
+    m = fits[0].model
+    X = model_frame(df, input_types(m.fields))
+    score = np.full(len(df), np.nan)
+    pct = np.full(len(df), np.nan)
+    left = np.ones(len(df), dtype=bool)
+    if m.segments:
+        level = segments.labels(df, m).to_numpy()
+        for f in fits:
+            if f.segment is not None:
+                rows = level == f.segment
+                left &= ~rows
+                _score_into(s, con, f, X, rows, score, pct)
+    for f in fits:
+        if f.segment is None:
+            _score_into(s, con, f, X, left, score, pct)
+    return score, pct
+
+
+def _score_into(s, con, f: writer.Scored, X, rows, score, pct) -> None:
+    if not rows.any():
+        return
+    est = artifacts.load(
+        artifacts.resolve(s.project.warehouse, f.fit["artifact_path"]), f.fit["artifact_sha256"]
+    )
+    got = score_vector(est, X[rows]).astype("float64")
+    points = store.breakpoints(con, f.fit["fit_id"])
+    score[rows] = got
+    pct[rows] = place(got, Bands.of(points)) if points else np.nan
+
+
 def evaluate_summaries(
     s: Session, con: duckdb.DuckDBPyConnection, overlay: Overlay | None = None
 ) -> list[SummaryReport]:
     """Every summary with a trained member, on its first member's newest matured rows."""
     scored = scored_fits(con, s.defs, overlay)
-    champions = {x.model.name: x for x in scored if x.alias == store.CHAMPION}
+    champions: dict[str, list[writer.Scored]] = {}
+    for x in sorted(scored, key=lambda x: x.segment is not None):  # global fit first
+        if x.alias == store.CHAMPION:
+            champions.setdefault(x.model.name, []).append(x)
     out = []
     for summary, cands in writer.candidates(s.defs, scored):
         order = [n for n, _ in cands]
-        first = champions[order[0]].model
+        first = champions[order[0]][0].model
         b = bounds(newest(con, first), first.split)
         parts = {n: member_scores(s, con, champions[n], b) for n in order}
         keys = sorted(set.intersection(*(set(p[0].index) for p in parts.values())))
@@ -130,7 +164,7 @@ def evaluate_summaries(
                 b,
                 ranking_metrics(y, value),
                 members,
-                {n: champions[n].fit["fit_id"] for n in order},
+                {n: champions[n][0].fit["fit_id"] for n in order},
             )
         )
     return out

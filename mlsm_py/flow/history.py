@@ -31,7 +31,8 @@ def _columns(key: str, key_type: str) -> dict[str, str]:
     return {
         "scores": f"""{k} {key_type}, model_name varchar, model_version integer,
             fit_id varchar, role varchar, model_status varchar, score double,
-            percentile double, decile integer, run_id varchar, published_at timestamptz""",
+            percentile double, decile integer, run_id varchar, published_at timestamptz,
+            segment varchar, fallback boolean""",
         "winners": f"""{k} {key_type}, summary_model varchar, winning_model varchar,
             winning_version integer, winning_fit_id varchar, score double, percentile double,
             decile integer, arm varchar, run_id varchar, published_at timestamptz""",
@@ -61,6 +62,12 @@ def ensure(con: duckdb.DuckDBPyConnection, defs: Definitions) -> None:
     con.execute(f"create schema if not exists {HISTORY}")
     for name, cols in _columns(m.key, types.get(m.key, "varchar")).items():
         con.execute(f"create table if not exists {HISTORY}.{name} ({cols})")
+        # A history an older mlsm created gains the newer columns (NULL in its old rows).
+        have = {r[0] for r in con.execute(f"describe {HISTORY}.{name}").fetchall()}
+        for col in cols.split(","):
+            col_name, col_type = col.split()[:2]
+            if col_name.strip('"') not in have:
+                con.execute(f"alter table {HISTORY}.{name} add column {col_name} {col_type}")
 
 
 def append_published(con: duckdb.DuckDBPyConnection, key: str, published_at: Any) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from mlsm_py import segments
 from mlsm_py.errors import MlsmError, ParityError
 from mlsm_py.estimator import score_vector
 from mlsm_py.flow import build as build_flow
@@ -21,22 +22,65 @@ from mlsm_py.registry import artifacts, store
 from mlsm_py.spec import Model
 from mlsm_py.train.metrics import evaluate
 from mlsm_py.train.promotion import judge
-from mlsm_py.train.trainer import Fit, train
+from mlsm_py.train.segmented import train_all
+from mlsm_py.train.trainer import Fit
 
 
-def _fit_and_compile(s: Session, con: duckdb.DuckDBPyConnection, m: Model) -> Compiled:
-    fit = train(con, m)
+@dataclass
+class Trained:
+    """One definition trained in this run: its compiled fits (the global fit first) and,
+    for a segmented model, the levels left to the fallback and the levels that failed."""
+
+    model: Model
+    compiled: list[Compiled]
+    fallback: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _fit_and_compile(s: Session, con: duckdb.DuckDBPyConnection, m: Model) -> Trained:
+    t = train_all(con, m)
+    fit = t.fits[0]
     s.say(
         f"  {m.name} v{m.version}: {fit.train_rows:,} train / {len(fit.holdout.X):,} holdout "
         f"rows ({fit.immature_rows:,} newest without a matured label left out); "
         + _metrics_text(fit.metrics)
+        + (" (global fit)" if m.segments else "")
     )
-    c = compile_fit(fit, con)
+    c = compile_fit(fit, con)  # the global fit failing parity stops the run, as it did
     s.say(
         f"  {m.name}: fit {c.fit_id}, {c.route} route; parity over {c.parity.rows_checked:,} "
         f"rows, max |diff| {c.parity.max_abs_diff:.2e}"
     )
-    return c
+    out = Trained(m, [c], t.fallback, t.failed)
+    if not m.segments:
+        return out
+    for f in t.segment_fits:
+        try:
+            out.compiled.append(compile_fit(f, con))
+        except ParityError as e:  # one segment's failure must not stop the others
+            out.failed[str(f.segment)] = (str(e).splitlines() or ["parity failed"])[0][:300]
+    # A level that had a fit and now falls below the minimum keeps that fit as champion.
+    have = store.segment_aliases(con, m.name)
+    for level in [v for v in out.fallback if store.CHAMPION in have.get(v, {})]:
+        out.failed[level] = out.fallback.pop(level) + " (its champion stays)"
+    segs = out.compiled[1:]
+    worst = max((x.parity.max_abs_diff for x in segs), default=0.0)
+    rows = sum(x.parity.rows_checked for x in segs)
+    s.say(
+        f"  {m.name}: {len(segs)} segment fits by {segments.describe(m)} (parity over "
+        f"{rows:,} rows, max |diff| {worst:.2e}); {len(out.fallback)} level(s) to the "
+        f"fallback{_levels(out.fallback)}; {len(out.failed)} failed{_levels(out.failed)}"
+    )
+    return out
+
+
+def _levels(reasons: dict[str, str], most: int = 3) -> str:
+    """A few levels and why, for one line of output; the rest counted."""
+    if not reasons:
+        return ""
+    items = sorted(reasons.items())
+    text = "; ".join(f"{k}: {v}" for k, v in items[:most])
+    return f" ({text}{f'; and {len(items) - most} more' if len(items) > most else ''})"
 
 
 def _metrics_text(metrics: dict) -> str:
@@ -62,11 +106,15 @@ def run_train(s: Session, names: Sequence[str] = ()) -> list[str]:
         build_flow.build_features(s)
         s.say(f"[2/3] training {len(models)} model(s) on matured labels; parity gate")
         with s.registry() as con:
-            compiled = [_fit_and_compile(s, con, m) for m in models]
+            trained = [_fit_and_compile(s, con, m) for m in models]
             lines = []
             with store.transaction(con):
-                for c in compiled:
-                    lines.append(_register_trained(s, con, c))
+                for t in trained:
+                    done = [_register_trained(s, con, c) for c in t.compiled]
+                    lines.append(done[0] + _segment_summary(done[1:]))
+            for t in trained:
+                for level, why in sorted(t.failed.items()):
+                    _refuse(s, con, t.model.name, f"segment skipped: {why}", None, segment=level)
             s.say("[3/3] registered:")
             for line in lines:
                 s.say(f"      {line}")
@@ -80,11 +128,24 @@ def run_train(s: Session, names: Sequence[str] = ()) -> list[str]:
     return lines
 
 
+def _segment_summary(done: list[str]) -> str:
+    """`; 21 segment fits: 20 champion (first fit), 1 challenger` from their outcomes."""
+    if not done:
+        return ""
+    counts: dict[str, int] = {}
+    for d in done:
+        counts[d] = counts.get(d, 0) + 1
+    return f"; {len(done)} segment fits: " + ", ".join(f"{n} {d}" for d, n in counts.items())
+
+
 def _register_trained(s: Session, con: duckdb.DuckDBPyConnection, c: Compiled) -> str:
-    m = c.fit.model
-    current = store.aliases(con, m.name)
+    """Register a trained fit; its line for the global fit, an outcome word for a segment's."""
+    m, seg = c.fit.model, c.fit.segment
+    current = store.aliases(con, m.name, seg)
     if c.fit_id in current.values():
         which = [a for a, f in current.items() if f == c.fit_id][0]
+        if seg is not None:
+            return f"already {which}"
         return f"{m.name}: fit {c.fit_id} is already the {which} (same data, same definition)"
     register(s, con, c)
     if store.CHAMPION not in current:
@@ -93,15 +154,18 @@ def _register_trained(s: Session, con: duckdb.DuckDBPyConnection, c: Compiled) -
             "first_fit",
             s.actor,
             "promoted",
-            "first fit of the model",
+            "first fit of the model" + (f" for segment {seg}" if seg is not None else ""),
             to_fit=c.fit_id,
             rule="the first fit of a model becomes its champion",
             eval_rows=len(c.fit.holdout.X),
             eval_from=c.fit.holdout.bounds.holdout_from,
             eval_until=c.fit.holdout.bounds.matured_until,
+            segment=seg,
         )
         store.record_decision(con, d, {"challenger": {"fit_id": c.fit_id, **c.fit.metrics}})
-        store.set_alias(con, m.name, store.CHAMPION, c.fit_id, s.actor, d.decision_id)
+        store.set_alias(con, m.name, store.CHAMPION, c.fit_id, s.actor, d.decision_id, seg)
+        if seg is not None:
+            return "champion (first fit)"
         return f"{m.name}: fit {c.fit_id} is the champion (first fit)"
     d = store.Decision(
         m.name,
@@ -111,9 +175,12 @@ def _register_trained(s: Session, con: duckdb.DuckDBPyConnection, c: Compiled) -
         "registered as challenger; `mlsm retrain` or `mlsm promote` decides",
         from_fit=current[store.CHAMPION],
         to_fit=c.fit_id,
+        segment=seg,
     )
     store.record_decision(con, d, {"challenger": {"fit_id": c.fit_id, **c.fit.metrics}})
-    store.set_alias(con, m.name, store.CHALLENGER, c.fit_id, s.actor, d.decision_id)
+    store.set_alias(con, m.name, store.CHALLENGER, c.fit_id, s.actor, d.decision_id, seg)
+    if seg is not None:
+        return "challenger"
     return f"{m.name}: fit {c.fit_id} is the challenger (champion {current[store.CHAMPION]})"
 
 
@@ -128,6 +195,7 @@ class Outcome:
     old: float = math.nan
     new: float = math.nan
     compared: dict = field(default_factory=dict)
+    segment: str | None = None  # a segment fit's level; None: the global fit
 
 
 def champion_metrics(
@@ -143,18 +211,19 @@ def champion_metrics(
 
 
 def _decide(s: Session, con: duckdb.DuckDBPyConnection, c: Compiled, propose: bool) -> Outcome:
-    m = c.fit.model
-    current = store.aliases(con, m.name)
+    m, seg = c.fit.model, c.fit.segment
+    current = store.aliases(con, m.name, seg)
     champ = current.get(store.CHAMPION)
     rule = m.promotion
     if champ is None:
         return Outcome(
             m.name,
             "first",
-            "first fit of the model",
+            "first fit of the model" + (f" for segment {seg}" if seg is not None else ""),
             None,
             c.fit_id,
             compared={"challenger": {"fit_id": c.fit_id, **c.fit.metrics}},
+            segment=seg,
         )
     if champ == c.fit_id:
         return Outcome(
@@ -163,6 +232,7 @@ def _decide(s: Session, con: duckdb.DuckDBPyConnection, c: Compiled, propose: bo
             "the new fit is identical to the champion (same data, same definition)",
             champ,
             None,
+            segment=seg,
         )
     old = champion_metrics(s, con, c.fit, champ)
     verdict = judge(m.name, rule, old, c.fit.metrics)
@@ -177,6 +247,7 @@ def _decide(s: Session, con: duckdb.DuckDBPyConnection, c: Compiled, propose: bo
         old[rule.metric],
         c.fit.metrics[rule.metric],
         {"champion": {"fit_id": champ, **old}, "challenger": {"fit_id": c.fit_id, **c.fit.metrics}},
+        segment=seg,
     )
 
 
@@ -197,6 +268,7 @@ def _decision(s: Session, c: Compiled, o: Outcome, run_id: str) -> store.Decisio
         eval_from=b.holdout_from,
         eval_until=b.matured_until,
         run_id=run_id,
+        segment=o.segment,
     )
 
 
@@ -218,17 +290,21 @@ def run_retrain(s: Session, propose: bool = False, names: Sequence[str] = ()) ->
         build_flow.build_features(s)
         s.say(f"[2/5] training {len(live)} challenger(s) on matured labels; parity gate")
         with s.registry() as con:
-            compiled = []
+            trained = []
             for m in live:
                 try:
-                    compiled.append(_fit_and_compile(s, con, m))
+                    trained.append(_fit_and_compile(s, con, m))
                 except ParityError as e:
                     _refuse(s, con, m.name, str(e), run_id)
                     raise
+            for t in trained:  # reported and skipped: each keeps its champion
+                for level, why in sorted(t.failed.items()):
+                    _refuse(s, con, t.model.name, f"segment skipped: {why}", run_id, segment=level)
+            compiled = [c for t in trained for c in t.compiled]
             s.say("[3/5] champion vs challenger on the same newest matured rows")
             outcomes = [_decide(s, con, c, propose) for c in compiled]
-            for o in outcomes:
-                s.say(f"  {o.model}: {o.outcome}: {o.reason}")
+            for line in outcome_lines(outcomes, trained):
+                s.say(line)
             overlay = _stage(s, con, compiled, outcomes, run_id, propose)
             if s.defs.summaries:
                 s.say("      summary models with these champions, on the holdout:")
@@ -261,6 +337,7 @@ def run_retrain(s: Session, propose: bool = False, names: Sequence[str] = ()) ->
                             run_id,
                             o.champion_fit,
                             c.fit_id,
+                            o.segment,
                         )
                 sync_files(s, con)
             raise
@@ -268,9 +345,30 @@ def run_retrain(s: Session, propose: bool = False, names: Sequence[str] = ()) ->
             f"      dbt: {row['dbt_summary']}; published run {run_id}: "
             f"{row['rows_scored']:,} records scored"
         )
+        for line in build_flow.fallback_lines(row):
+            s.say(line)
         for w in row["warnings"]:
             s.say(f"      warning: {w}")
     return outcomes
+
+
+def outcome_lines(outcomes: list[Outcome], trained: list[Trained]) -> list[str]:
+    """A line per model: the global fit's outcome, and a segmented model's counts."""
+    lines = []
+    for t in trained:
+        mine = [o for o in outcomes if o.model == t.model.name]
+        glob = [o for o in mine if o.segment is None]
+        for o in glob:
+            lines.append(f"  {o.model}: {o.outcome}: {o.reason}")
+        segs = [o for o in mine if o.segment is not None]
+        if t.model.segments:
+            counts: dict[str, int] = {}
+            for o in segs:
+                counts[o.outcome] = counts.get(o.outcome, 0) + 1
+            text = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none trained"
+            skipped = f"; {len(t.failed)} skipped{_levels(t.failed)}" if t.failed else ""
+            lines.append(f"  {t.model.name}: {len(segs)} segment fits: {text}{skipped}")
+    return lines
 
 
 def _refuse(
@@ -278,11 +376,12 @@ def _refuse(
     con: duckdb.DuckDBPyConnection,
     model: str,
     reason: str,
-    run_id: str,
+    run_id: str | None,
     champion: str | None = None,
     challenger: str | None = None,
+    segment: str | None = None,
 ) -> None:
-    champion = champion or store.aliases(con, model).get(store.CHAMPION)
+    champion = champion or store.aliases(con, model, segment).get(store.CHAMPION)
     d = store.Decision(
         model,
         "retrain",
@@ -292,6 +391,7 @@ def _refuse(
         from_fit=champion,
         to_fit=challenger,
         run_id=run_id,
+        segment=segment,
     )
     with store.transaction(con):
         store.record_decision(con, d)
@@ -320,13 +420,14 @@ def _stage(
                 if promote
                 else {store.CHALLENGER: c.fit_id}
             )
+            seg = o.segment
             if propose:
                 store.record_decision(con, d, o.compared)
                 for alias, fit_id in changes.items():
-                    store.set_alias(con, o.model, alias, fit_id, s.actor, d.decision_id)
+                    store.set_alias(con, o.model, alias, fit_id, s.actor, d.decision_id, seg)
                 continue
             store.record_decision(con, d, o.compared, pending=True)
             for alias, fit_id in changes.items():
-                store.add_pending(con, run_id, o.model, alias, fit_id, d.decision_id)
-                overlay[(o.model, alias)] = fit_id
+                store.add_pending(con, run_id, o.model, alias, fit_id, d.decision_id, seg)
+                overlay[(o.model, seg, alias)] = fit_id
     return overlay

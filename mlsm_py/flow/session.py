@@ -60,34 +60,43 @@ class Session:
             con.close()
 
 
-Overlay = Mapping[tuple[str, str], str | None]  # (model, alias) -> fit id, None: no such alias
+# (model, segment, alias) -> fit id, None: no such alias; segment None: the global fit
+Overlay = Mapping[tuple[str, str | None, str], str | None]
 
 
 def scored_fits(
     con: duckdb.DuckDBPyConnection, defs: Definitions, overlay: Overlay | None = None
 ) -> list[writer.Scored]:
-    """The fits a build scores: every defined model's champion and challenger, as registered
-    (or as a running retrain would leave them: `overlay`)."""
+    """The fits a build scores: every defined model's champion and challenger (of its global
+    fit and of each segment), as registered (or as a running retrain would leave them:
+    `overlay`). A segment fit is scored only where its model's global fit has that alias."""
     current = store.aliases(con)
     out = []
     for m in defs.models:
+        per_segment = store.segment_aliases(con, m.name) if m.segments else {}
+        for key in overlay or {}:
+            if key[0] == m.name and key[1] is not None and m.segments:
+                per_segment.setdefault(key[1], {})
         for alias in (store.CHAMPION, store.CHALLENGER):
-            fit_id = current.get(m.name, {}).get(alias)
-            if overlay is not None and (m.name, alias) in overlay:
-                fit_id = overlay[(m.name, alias)]
-            if fit_id is None:
-                continue
-            row = store.get_fit(con, fit_id)
-            assert row is not None, f"alias {m.name}/{alias} points at unknown fit {fit_id}"
-            out.append(
-                writer.Scored(
-                    m,
-                    alias,
-                    row,
-                    store.fit_metrics(con, fit_id),
-                    tuple(store.input_reference(con, fit_id)),
+            fits = [(None, current.get(m.name, {}).get(alias))]
+            fits += [(seg, al.get(alias)) for seg, al in sorted(per_segment.items())]
+            for seg, fit_id in fits:
+                if overlay is not None and (m.name, seg, alias) in overlay:
+                    fit_id = overlay[(m.name, seg, alias)]
+                if fit_id is None:
+                    continue
+                row = store.get_fit(con, fit_id)
+                assert row is not None, f"alias {m.name}/{alias} points at unknown fit {fit_id}"
+                out.append(
+                    writer.Scored(
+                        m,
+                        alias,
+                        row,
+                        store.fit_metrics(con, fit_id),
+                        tuple(store.input_reference(con, fit_id)) if seg is None else (),
+                        seg,
+                    )
                 )
-            )
     return out
 
 
@@ -140,6 +149,7 @@ def fit_row(c, actor: str, artifact_rel: str) -> dict:  # c: flow.compiled.Compi
         "parity_tolerance": report.tolerance,
         "parity_passed": report.passed,
         "parity": json.dumps(report.to_dict(), sort_keys=True, default=repr),
+        "segment": f.segment,
     }
 
 
@@ -155,5 +165,5 @@ def register(s: Session, con: duckdb.DuckDBPyConnection, c) -> bool:
     store.insert_breakpoints(con, c.fit_id, c.fit.breakpoints)
     store.insert_bins(con, c.fit_id, c.fit.bins)
     store.insert_reference(con, c.fit_id, c.fit.reference)
-    store.insert_samples(con, c.fit_id, c.fit.samples)
+    store.insert_samples(con, c.fit_id, c.fit.samples, c.fit.segment)
     return True

@@ -14,6 +14,10 @@ fit_bins        each fit's holdout tables: lift per score decile, 10-bin calibra
 fit_input_reference each fit's training distribution of every input: decile bins of numbers,
                 level shares of categories, NULL/NaN and unseen levels as bins of their own
 fit_samples     which rows each fit saw as train / validation / test (keys and labels)
+
+`segment` (fits, aliases, decisions, pending, fit_samples) is the level of a segmented model's
+segment fit (its `segment_by` values joined by '|'); NULL is a model's global fit: the only fit
+of an unsegmented model, the fallback of a segmented one. Aliases are per (model, segment).
 build_volumes   each published build's row count per feature relation (the volume check)
 score_breakpoints each fit's 101 holdout-score quantiles: its percentile scale
 summary_metrics each summary model evaluated next to its members, on the holdout or on
@@ -59,7 +63,8 @@ TABLES = {
         parity_max_abs_diff double,
         parity_tolerance double not null,
         parity_passed boolean not null,
-        parity varchar not null
+        parity varchar not null,
+        segment varchar
     """,
     "fit_metrics": """
         fit_id varchar not null,
@@ -72,7 +77,8 @@ TABLES = {
         fit_id varchar not null,
         since timestamptz not null,
         set_by varchar not null,
-        decision_id varchar
+        decision_id varchar,
+        segment varchar
     """,
     "decisions": """
         decision_id varchar not null,
@@ -88,7 +94,8 @@ TABLES = {
         eval_rows bigint,
         eval_from timestamp,
         eval_until timestamp,
-        run_id varchar
+        run_id varchar,
+        segment varchar
     """,
     "decision_metrics": """
         decision_id varchar not null,
@@ -121,7 +128,8 @@ TABLES = {
         model_name varchar not null,
         alias varchar not null,
         fit_id varchar,
-        decision_id varchar
+        decision_id varchar,
+        segment varchar
     """,
     "fit_bins": """
         fit_id varchar not null,
@@ -183,7 +191,8 @@ TABLES["pending_decisions"] = TABLES["decisions"]
 DESCRIPTIONS = {
     "fits": "One row per registered fit: the SQL it computes, its artifact, bounds and parity.",
     "fit_metrics": "Each fit's metrics on its own holdout, one row per metric.",
-    "aliases": "Champion and challenger per model; exactly one champion per trained model.",
+    "aliases": "Champion and challenger per model and segment (NULL: the global fit); "
+    "exactly one champion per trained model and segment.",
     "decisions": "Audit trail: every promotion, refusal, rollback and forced change.",
     "decision_metrics": "The metrics of both fits a decision compared, on the same rows.",
     "builds": "Publication log: one row per build, published or failed.",

@@ -131,7 +131,9 @@ def input_reference(con: duckdb.DuckDBPyConnection, fit_id: str) -> list[dict]:
     return select_rows(con, q, [fit_id])
 
 
-def insert_samples(con: duckdb.DuckDBPyConnection, fit_id: str, frame: Any) -> None:
+def insert_samples(
+    con: duckdb.DuckDBPyConnection, fit_id: str, frame: Any, segment: str | None = None
+) -> None:
     """The fit's sample marks, in one statement (a frame of record_key, sample, label)."""
     if frame is None or len(frame) == 0:
         return
@@ -139,8 +141,8 @@ def insert_samples(con: duckdb.DuckDBPyConnection, fit_id: str, frame: Any) -> N
     try:
         con.execute(
             f"insert into {SCHEMA}.fit_samples (fit_id, segment, record_key, sample, label) "
-            "select ?, null, record_key, sample, label from __mlsm_samples",
-            [fit_id],
+            "select ?, ?, record_key, sample, label from __mlsm_samples",
+            [fit_id, segment],
         )
     finally:
         con.unregister("__mlsm_samples")
@@ -169,15 +171,38 @@ def fit_metrics(con: duckdb.DuckDBPyConnection, fit_id: str) -> dict[str, float]
 
 
 # -- aliases ------------------------------------------------------------------------------------
-def aliases(con: duckdb.DuckDBPyConnection, model_name: str | None = None) -> dict:
-    """{model: {alias: fit_id}}, or {alias: fit_id} for one model."""
+def aliases(
+    con: duckdb.DuckDBPyConnection, model_name: str | None = None, segment: str | None = None
+) -> dict:
+    """{model: {alias: fit_id}} of the global fits, or {alias: fit_id} of one model's fit
+    for `segment` (None: its global fit)."""
+    if model_name is not None:
+        q = (
+            f"select alias, fit_id from {SCHEMA}.aliases where model_name = ? "
+            "and segment is not distinct from ? order by alias"
+        )
+        return dict(con.execute(q, [model_name, segment]).fetchall())
     rows = con.execute(
-        f"select model_name, alias, fit_id from {SCHEMA}.aliases order by model_name, alias"
+        f"select model_name, alias, fit_id from {SCHEMA}.aliases where segment is null "
+        "order by model_name, alias"
     ).fetchall()
     out: dict[str, dict[str, str]] = {}
     for m, a, f in rows:
         out.setdefault(m, {})[a] = f
-    return out.get(model_name, {}) if model_name is not None else out
+    return out
+
+
+def segment_aliases(con: duckdb.DuckDBPyConnection, model_name: str) -> dict:
+    """{segment: {alias: fit_id}} of a model's segment fits (the global fit left out)."""
+    rows = con.execute(
+        f"select segment, alias, fit_id from {SCHEMA}.aliases where model_name = ? "
+        "and segment is not null order by segment, alias",
+        [model_name],
+    ).fetchall()
+    out: dict[str, dict[str, str]] = {}
+    for seg, a, f in rows:
+        out.setdefault(seg, {})[a] = f
+    return out
 
 
 def set_alias(
@@ -187,10 +212,14 @@ def set_alias(
     fit_id: str | None,
     by: str,
     decision_id: str | None,
+    segment: str | None = None,
 ) -> None:
-    """Point `alias` of a model at a fit (None removes it). Call inside a transaction."""
+    """Point `alias` of a model's fit for `segment` at a fit (None removes it). Call inside
+    a transaction."""
     con.execute(
-        f"delete from {SCHEMA}.aliases where model_name = ? and alias = ?", [model_name, alias]
+        f"delete from {SCHEMA}.aliases where model_name = ? and alias = ? "
+        "and segment is not distinct from ?",
+        [model_name, alias, segment],
     )
     if fit_id is not None:
         _insert(
@@ -203,6 +232,7 @@ def set_alias(
                 "since": now(),
                 "set_by": by,
                 "decision_id": decision_id,
+                "segment": segment,
             },
         )
 
@@ -223,6 +253,7 @@ class Decision:
     eval_until: datetime | None = None
     run_id: str | None = None
     decision_id: str = ""
+    segment: str | None = None  # the segment fit decided on; None: the global fit
 
     def row(self) -> dict:
         if not self.decision_id:
@@ -242,6 +273,7 @@ class Decision:
             "eval_from": self.eval_from,
             "eval_until": self.eval_until,
             "run_id": self.run_id,
+            "segment": self.segment,
         }
 
 
@@ -272,12 +304,21 @@ def record_decision(
     return d.decision_id
 
 
-def history(con: duckdb.DuckDBPyConnection, model_name: str) -> list[dict]:
+ANY = object()  # every segment's rows
+
+
+def history(
+    con: duckdb.DuckDBPyConnection, model_name: str, segment: str | None | object = ANY
+) -> list[dict]:
+    """A model's decisions, newest first: of every segment, or of one (None: the global)."""
+    where, params = "", [model_name]
+    if segment is not ANY:
+        where, params = " and segment is not distinct from ?", [model_name, segment]
     rows = select_rows(
         con,
-        f"select * from {SCHEMA}.decisions where model_name = ? "
+        f"select * from {SCHEMA}.decisions where model_name = ?{where} "
         "order by decided_at desc, decision_id desc",
-        [model_name],
+        params,
     )
     for r in rows:
         r["compared"] = select_rows(
@@ -289,23 +330,31 @@ def history(con: duckdb.DuckDBPyConnection, model_name: str) -> list[dict]:
     return rows
 
 
-def last_decision(con: duckdb.DuckDBPyConnection, model_name: str) -> dict | None:
+def last_decision(
+    con: duckdb.DuckDBPyConnection, model_name: str, segment: str | None | object = ANY
+) -> dict | None:
+    where, params = "", [model_name]
+    if segment is not ANY:
+        where, params = " and segment is not distinct from ?", [model_name, segment]
     rows = select_rows(
         con,
-        f"select * from {SCHEMA}.decisions where model_name = ? "
+        f"select * from {SCHEMA}.decisions where model_name = ?{where} "
         "order by decided_at desc, decision_id desc limit 1",
-        [model_name],
+        params,
     )
     return rows[0] if rows else None
 
 
-def installing_decision(con: duckdb.DuckDBPyConnection, model_name: str) -> dict | None:
-    """The decision that made the current champion champion."""
+def installing_decision(
+    con: duckdb.DuckDBPyConnection, model_name: str, segment: str | None = None
+) -> dict | None:
+    """The decision that made the current champion (of `segment`) champion."""
     q = (
         f"select d.* from {SCHEMA}.aliases a join {SCHEMA}.decisions d "
-        "on d.decision_id = a.decision_id where a.model_name = ? and a.alias = ?"
+        "on d.decision_id = a.decision_id where a.model_name = ? and a.alias = ? "
+        "and a.segment is not distinct from ?"
     )
-    rows = select_rows(con, q, [model_name, CHAMPION])
+    rows = select_rows(con, q, [model_name, CHAMPION, segment])
     return rows[0] if rows else None
 
 
@@ -317,6 +366,7 @@ def add_pending(
     alias: str,
     fit_id: str | None,
     decision_id: str | None,
+    segment: str | None = None,
 ) -> None:
     _insert(
         con,
@@ -327,6 +377,7 @@ def add_pending(
             "alias": alias,
             "fit_id": fit_id,
             "decision_id": decision_id,
+            "segment": segment,
         },
     )
 
@@ -344,9 +395,12 @@ def apply_pending(con: duckdb.DuckDBPyConnection, run_id: str, by: str) -> int:
     transaction: they take effect together with the published tables."""
     rows = pending(con, run_id)
     for r in rows:
-        set_alias(con, r["model_name"], r["alias"], r["fit_id"], by, r["decision_id"])
+        set_alias(con, r["model_name"], r["alias"], r["fit_id"], by, r["decision_id"], r["segment"])
+    # Named columns: an upgraded registry may hold them in another order than a new one.
+    cols = ", ".join(_columns("decisions"))
     con.execute(
-        f"insert into {SCHEMA}.decisions select * from {SCHEMA}.pending_decisions where run_id = ?",
+        f"insert into {SCHEMA}.decisions ({cols}) select {cols} from {SCHEMA}.pending_decisions "
+        "where run_id = ?",
         [run_id],
     )
     _clear_pending(con, run_id)

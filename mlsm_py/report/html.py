@@ -56,14 +56,15 @@ def _plot(svg: str) -> str:
 
 def _holdout_section(s: Session, con, fits: dict) -> tuple[list[str], list[str]]:
     """Curves and tables on the newest matured rows, for the model's champion and challenger."""
-    first = next(iter(fits.values())).model
+    first = next(iter(fits.values()))[0].model
     b = bounds(newest(con, first), first.split)
     roc, cap, cal, metrics = {}, {}, {}, []
     for role, scored in fits.items():
         score, _, y = member_scores(s, con, scored, b)
         y, score = y.to_numpy(), score.to_numpy()
         fpr, tpr, _ = roc_curve(y, score)
-        m = store.fit_metrics(con, scored.fit["fit_id"])
+        fit_id = scored[0].fit["fit_id"]  # a segmented model: its global fit's tables
+        m = store.fit_metrics(con, fit_id)
         roc[role] = (fpr, tpr, float(roc_auc_score(y, score)))
         order = np.argsort(-score, kind="stable")
         cap[role] = (np.arange(1, len(y) + 1) / len(y), np.cumsum(y[order]) / max(y.sum(), 1))
@@ -71,9 +72,11 @@ def _holdout_section(s: Session, con, fits: dict) -> tuple[list[str], list[str]]
             con,
             f"select rows, mean_score, observed_rate from {SCHEMA}.fit_bins where fit_id = ? "
             "and table_name = 'calibration' order by bin",
-            [scored.fit["fit_id"]],
+            [fit_id],
         )
-        metrics.append([f"{role} {scored.fit['fit_id']}", *(m.get(k) for k in SHOWN)])
+        extra = f" + {len(scored) - 1} segment fits" if len(scored) > 1 else ""
+        label = f"{role} {fit_id}{extra}"
+        metrics.append([label, *(m.get(k) for k in SHOWN)])
     plots_html = [_plot(plots.roc(roc)), _plot(plots.capture(cap))]
     if any(cal.values()):
         plots_html.append(_plot(plots.calibration(cal)))
@@ -152,7 +155,8 @@ def _versus_section(con, model: str, fits: dict) -> tuple[list[str], list[str]]:
     groups = {}
     rows = []
     for role, scored in fits.items():
-        m = store.fit_metrics(con, scored.fit["fit_id"])
+        fit_id = scored[0].fit["fit_id"]  # a segmented model: its global fit's tables
+        m = store.fit_metrics(con, fit_id)
         groups[f"{role} (holdout)"] = [m.get(k, np.nan) for k in names]
         rows.append([f"{role} holdout", *(m.get(k) for k in names)])
     if store.table_exists(con, "monitoring", "champion_vs_challenger"):
@@ -180,8 +184,8 @@ def _versus_section(con, model: str, fits: dict) -> tuple[list[str], list[str]]:
 def render(s: Session, con: duckdb.DuckDBPyConnection) -> str:
     scored = scored_fits(con, s.defs)
     by_model: dict[str, dict] = {}
-    for x in scored:
-        by_model.setdefault(x.model.name, {})[x.alias] = x
+    for x in sorted(scored, key=lambda x: x.segment is not None):  # the global fit first
+        by_model.setdefault(x.model.name, {}).setdefault(x.alias, []).append(x)
     parts = [f"<h1>mlsm report: {html.escape(str(s.project.root.name))}</h1>"]
     last = store.select_rows(con, f"select * from {SCHEMA}.builds order by started_at desc limit 1")
     if last:
@@ -194,9 +198,9 @@ def render(s: Session, con: duckdb.DuckDBPyConnection) -> str:
     for name in sorted(by_model):
         fits = dict(sorted(by_model[name].items()))
         m = (
-            fits[store.CHAMPION].model
+            fits[store.CHAMPION][0].model
             if store.CHAMPION in fits
-            else next(iter(fits.values())).model
+            else next(iter(fits.values()))[0].model
         )
         parts.append(f"<h2>{html.escape(name)} v{m.version} ({m.status})</h2>")
         for section in (

@@ -46,6 +46,7 @@ class Fit:
     bins: list = field(default_factory=list)  # holdout lift per decile, calibration (registry)
     reference: list = field(default_factory=list)  # training distribution per input (drift)
     samples: Any = None  # DataFrame (record_key, sample, label): the rows the fit saw, as what
+    segment: str | None = None  # the level a segment fit is for; None: the global fit
 
     @property
     def estimator_name(self) -> str:
@@ -108,10 +109,24 @@ def newest(con: Any, model: Model) -> Any:
     return newest
 
 
-def train(con: Any, model: Model) -> Fit:
-    """Fit `model` on matured rows older than its holdout; evaluate on the newest matured rows.
+@dataclass
+class Windows:
+    """A model's rows as the time split cuts them, checked against the field contracts."""
 
-    `con` is a DuckDB connection to the warehouse."""
+    bounds: SplitBounds
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    holdout: pd.DataFrame
+    immature: int
+
+    @property
+    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        return self.train, self.validation, self.holdout
+
+
+def read_windows(con: Any, model: Model) -> Windows:
+    """Read and check the training, validation and holdout windows; `con` is a DuckDB
+    connection to the warehouse."""
     b = bounds(newest(con, model), model.split)
     train_df = read_window(con, model, None, b.validation_from or b.train_before, False)
     val_df = (
@@ -126,17 +141,7 @@ def train(con: Any, model: Model) -> Fit:
         .where(_q(model.split.column) > exp.Literal.string(b.matured_until.isoformat()))
     )
     immature = int(con.execute(q.sql("duckdb")).fetchone()[0])
-    windows = [("training", train_df), ("holdout", hold_df)]
-    if b.validation_from is not None:
-        windows.append(("validation", val_df))
-    for name, df in windows:
-        if len(df) == 0:
-            raise SpecError(
-                f"model {model.name!r}: the {name} window of the time split is empty "
-                f"(holdout_days={model.split.holdout_days}, gap_days={model.split.gap_days}, "
-                f"label_ready_after_days={model.split.label_ready_after_days}; "
-                f"newest {model.split.column} is {b.as_of:%Y-%m-%d})"
-            )
+    for df in (train_df, val_df, hold_df):
         check_frame(df, model.fields, model.features)
         unlabeled = df[model.target].isna()
         if unlabeled.any():
@@ -146,6 +151,32 @@ def train(con: Any, model: Model) -> Fit:
                 f"label (first {model.key} {first}); rule: a label is known "
                 f"{model.split.label_ready_after_days} days after {model.split.column} "
                 "(raise label_ready_after_days if outcomes arrive later)"
+            )
+    return Windows(b, train_df, val_df, hold_df, immature)
+
+
+def train(con: Any, model: Model) -> Fit:
+    """Fit `model` on matured rows older than its holdout; evaluate on the newest matured rows.
+
+    `con` is a DuckDB connection to the warehouse."""
+    return fit_windows(model, read_windows(con, model))
+
+
+def fit_windows(model: Model, w: Windows, segment: str | None = None) -> Fit:
+    """Fit on `w.train` (early stopping on `w.validation`), evaluate on `w.holdout`."""
+    b = w.bounds
+    train_df, val_df, hold_df = w.frames
+    windows = [("training", train_df), ("holdout", hold_df)]
+    if b.validation_from is not None:
+        windows.append(("validation", val_df))
+    where = f" of segment {segment!r}" if segment is not None else ""
+    for name, df in windows:
+        if len(df) == 0:
+            raise SpecError(
+                f"model {model.name!r}: the {name} window{where} of the time split is empty "
+                f"(holdout_days={model.split.holdout_days}, gap_days={model.split.gap_days}, "
+                f"label_ready_after_days={model.split.label_ready_after_days}; "
+                f"newest {model.split.column} is {b.as_of:%Y-%m-%d})"
             )
     types = input_types(model.fields)
     X_train = model_frame(train_df, types)
@@ -178,12 +209,13 @@ def train(con: Any, model: Model) -> Fit:
         metrics,
         Holdout(X_hold, y_hold, b),
         len(train_df),
-        immature,
+        w.immature,
         _hash(pd.concat([train_df, val_df])) if len(val_df) else _hash(train_df),
         points,
         bins(y_hold, hold_scores, task) + score_deciles(hold_scores, points),
         [row for f in model.fields for row in reference(train_df[f.name], f).rows()],
         samples(model, train_df, val_df, hold_df),
+        segment,
     )
 
 

@@ -23,7 +23,7 @@ scored as (
 
 pending as (
 
-    select fit_id from {{ source('mlsm_registry', 'pending') }}
+    select fit_id, segment from {{ source('mlsm_registry', 'pending') }}
     where run_id = '{{ run_id or "" }}'
         and model_name = '{{ model_name }}'
         and alias = '{{ role }}'
@@ -32,10 +32,13 @@ pending as (
 
 current_alias as (
 
-    select fit_id from {{ source('mlsm_registry', 'aliases') }}
+    {#- a segment the run changes counts with its pending fit, every other with its current -#}
+    select fit_id from {{ source('mlsm_registry', 'aliases') }} as current_
     where model_name = '{{ model_name }}'
         and alias = '{{ role }}'
-        and not exists (select 1 from pending)
+        and not exists (
+            select 1 from pending where pending.segment is not distinct from current_.segment
+        )
 
 ),
 
