@@ -299,9 +299,7 @@ def registry_sources() -> dict:
                 {
                     "mlsm.unique_combination_of_columns": {
                         "name": "registry__one_fit_per_model_segment_and_alias",
-                        "arguments": {
-                            "combination_of_columns": ["model_name", "segment", "alias"]
-                        },
+                        "arguments": {"combination_of_columns": ["model_name", "segment", "alias"]},
                     }
                 }
             ]
