@@ -80,7 +80,9 @@ def add_markets(con: Any, rows: int, pick_rows: int) -> dict[str, int]:
     )
     con.unregister("__markets")
     con.execute(f"create table {PICK} as from {FEATURES} where lead_id <= {pick_rows}")
-    return dict(con.execute(f"select market, count(*) from {FEATURES} group by 1").fetchall())
+    return dict(
+        con.execute(f"select market, count(*) from {FEATURES} group by 1 order by 1").fetchall()
+    )
 
 
 def train_on(con: Any, model: Any, where: str, n: int, train_rows: int) -> Any:

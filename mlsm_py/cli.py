@@ -179,7 +179,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.fuzz < 0:
         raise MlsmError("--fuzz must be 0 or more rows")
     s = _session(args)
-    result = verify.verify(s, args.model, args.fuzz, args.seed)
+    result = verify.verify(s, args.model, args.fuzz, args.seed, args.segment)
     return 0 if result.passed else 1
 
 
@@ -270,6 +270,7 @@ def parser() -> argparse.ArgumentParser:
         "--fuzz", type=int, default=0, metavar="N", help="also check N generated rows (default 0)"
     )
     verify.add_argument("--seed", type=int, default=0, help="fuzz seed (default 0)")
+    verify.add_argument("--segment", help="a segment fit of a segmented model")
     return ap
 
 

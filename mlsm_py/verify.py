@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
+from mlsm_py import segments
 from mlsm_py.compile.assemblers import assemble
 from mlsm_py.errors import MlsmError
 from mlsm_py.estimator import input_types as field_types
@@ -39,8 +40,10 @@ def verify(
     model_name: str,
     fuzz_rows: int = 0,
     seed: int = 0,
+    segment: str | None = None,
 ) -> VerifyResult:
-    """The gate again on the champion fit (artifact sha256 verified first)."""
+    """The gate again on the champion fit (of one segment, with `segment`; artifact sha256
+    verified first)."""
     model = s.defs.model(model_name)
     say = s.say
     warehouse = s.project.warehouse
@@ -49,11 +52,14 @@ def verify(
     con = duckdb.connect(str(warehouse))
     try:
         champion = (
-            store.aliases(con, model.name).get(store.CHAMPION) if store.has_registry(con) else None
+            store.aliases(con, model.name, segment).get(store.CHAMPION)
+            if store.has_registry(con)
+            else None
         )
         record = store.get_fit(con, champion) if champion else None
         if record is None:
-            raise MlsmError(f"model {model.name!r} has no champion fit in {warehouse}")
+            where = f" for segment {segment!r}" if segment is not None else ""
+            raise MlsmError(f"model {model.name!r} has no champion fit{where} in {warehouse}")
         estimator = artifacts.load(
             artifacts.resolve(warehouse, record["artifact_path"]), record["artifact_sha256"]
         )
@@ -101,4 +107,6 @@ def _line(what: str, rows: int, diff: float, passed: bool) -> str:
 def _holdout(con: duckdb.DuckDBPyConnection, model: Model, record: dict) -> pd.DataFrame:
     """The fit's own holdout rows, from the bounds the registry recorded."""
     df = read_window(con, model, record["holdout_from"], record["matured_until"], True)
+    if record.get("segment") is not None:  # a segment fit's holdout: its level's rows
+        df = df[(segments.labels(df, model) == record["segment"]).to_numpy()]
     return model_frame(df, field_types(model.fields))

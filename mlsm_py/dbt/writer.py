@@ -23,7 +23,7 @@ from mlsm_py.dbt import (
 from mlsm_py.dbt.common import MARK, RUN_ID, Scored
 from mlsm_py.dbt.common import as_yaml as _yaml
 from mlsm_py.dbt.common import header as _header
-from mlsm_py.dbt.segments_sql import segmented_model
+from mlsm_py.dbt.segments_sql import routing_model, routing_name, segmented_model
 from mlsm_py.dbt.summaries_sql import call_list, candidates, score_bands, winners
 from mlsm_py.errors import SpecError
 from mlsm_py.flow.compiled import RELATION
@@ -172,11 +172,12 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
     ymls = []
     for name, group in sorted(groups(scored).items()):
         s = group[0]
-        files[SCORES_DIR / f"{name}{s.suffix}"] = (
-            segmented_model(group, frozenset(held))
-            if s.model.segments
-            else score_model(s, frozenset(held))
-        )
+        if s.model.segments:
+            files[SCORES_DIR / f"{name}{s.suffix}"] = segmented_model(group)
+            route = SCORES_DIR / f"{routing_name(s.model)}.sql"
+            files[route] = routing_model(s.model, frozenset(held))
+        else:
+            files[SCORES_DIR / f"{name}{s.suffix}"] = score_model(s, frozenset(held))
         ymls.append(scores_yml.score_model_yml(name, s.model, s.alias, s.fit))
     files[SCORES_DIR / "scores.sql"] = scores_union(scored, key)
     files[SCORES_DIR / "score_checks.sql"] = checks_sql.score_checks(scored)

@@ -12,7 +12,7 @@ from mlsm_py.dbt import writer
 from mlsm_py.errors import MlsmError
 from mlsm_py.flow.compiled import definition_hash
 from mlsm_py.flow.lock import hold
-from mlsm_py.flow.session import Session, scored_fits, sync_files
+from mlsm_py.flow.session import Session, ranked_fits, sync_files
 from mlsm_py.registry import store
 
 
@@ -180,7 +180,7 @@ def status(s: Session) -> list[dict[str, Any]]:
     s.require_warehouse()
     with s.registry() as con:
         out = []
-        files = writer.render(s.defs, scored_fits(con, s.defs))
+        files = writer.render(s.defs, ranked_fits(s, con))
         on_disk = writer.existing(s.project.dbt_dir)
         differ = sorted(str(p) for p in set(files) | set(on_disk) if files.get(p) != on_disk.get(p))
         notes = stale(s, con)

@@ -4,6 +4,7 @@ recorded in `mlsm_registry.summary_metrics`, with a warning when it loses to its
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from mlsm_py.frames import model_frame
 from mlsm_py.registry import artifacts, store
 from mlsm_py.registry.schema import SCHEMA
 from mlsm_py.spec import SummaryModel
+from mlsm_py.train.metrics import evaluate
 from mlsm_py.train.split import SplitBounds, bounds
 from mlsm_py.train.summary import Bands, pick, place, ranking_metrics
 from mlsm_py.train.trainer import newest, read_window
@@ -76,6 +78,32 @@ def _fmt(k: str, v: float) -> str:
     return f"{v:.1%}" if k == "top_decile_capture" else f"{v:.4f}"
 
 
+def with_routed_metrics(
+    s: Session, con: duckdb.DuckDBPyConnection, scored: list[writer.Scored]
+) -> list[writer.Scored]:
+    """Give each segmented best_member candidate's global champion the metrics of the model
+    as routed: on the global fit's own holdout window (from the registry, so the ranking is
+    a function of the registry), each row scored by its segment's champion or the fallback.
+    Comparing a member by its global fit alone would rank a model the build never runs."""
+    members = {n for x in s.defs.summaries if x.rule == "best_member" for n in x.models}
+    groups: dict[str, list[writer.Scored]] = {}
+    for x in scored:
+        if x.alias == store.CHAMPION and x.model.segments and x.model.name in members:
+            groups.setdefault(x.model.name, []).append(x)
+    out = list(scored)
+    for fits in groups.values():
+        fits.sort(key=lambda f: f.segment is not None)
+        glob = fits[0]
+        if glob.segment is not None or len(fits) == 1:
+            continue
+        m, row = glob.model, glob.fit
+        df = read_window(con, m, row["holdout_from"], row["matured_until"], inclusive_end=True)
+        score, _ = routed(s, con, fits, df)
+        metrics = evaluate(df[m.target].to_numpy(dtype="float64"), score, row["task"])
+        out[out.index(glob)] = dataclasses.replace(glob, metrics={**glob.metrics, **metrics})
+    return out
+
+
 def member_scores(
     s: Session, con: duckdb.DuckDBPyConnection, fits: list[writer.Scored], b: SplitBounds
 ) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -131,7 +159,7 @@ def evaluate_summaries(
     s: Session, con: duckdb.DuckDBPyConnection, overlay: Overlay | None = None
 ) -> list[SummaryReport]:
     """Every summary with a trained member, on its first member's newest matured rows."""
-    scored = scored_fits(con, s.defs, overlay)
+    scored = with_routed_metrics(s, con, scored_fits(con, s.defs, overlay))
     champions: dict[str, list[writer.Scored]] = {}
     for x in sorted(scored, key=lambda x: x.segment is not None):  # global fit first
         if x.alias == store.CHAMPION:

@@ -69,7 +69,8 @@ def scored_fits(
 ) -> list[writer.Scored]:
     """The fits a build scores: every defined model's champion and challenger (of its global
     fit and of each segment), as registered (or as a running retrain would leave them:
-    `overlay`). A segment fit is scored only where its model's global fit has that alias."""
+    `overlay`). A role with segment fits but no global fit (a challenger in some segments
+    only) scores those segments' records only."""
     current = store.aliases(con)
     out = []
     for m in defs.models:
@@ -100,12 +101,22 @@ def scored_fits(
     return out
 
 
+def ranked_fits(
+    s: Session, con: duckdb.DuckDBPyConnection, overlay: Overlay | None = None
+) -> list[writer.Scored]:
+    """`scored_fits`, with a segmented model's global fit carrying the metrics of the model
+    as the build routes it (see `evaluate.with_routed_metrics`): what best_member ranks."""
+    from mlsm_py.flow.evaluate import with_routed_metrics
+
+    return with_routed_metrics(s, con, scored_fits(con, s.defs, overlay))
+
+
 def sync_files(
     s: Session, con: duckdb.DuckDBPyConnection, overlay: Overlay | None = None
 ) -> list[str]:
     """Render the generated dbt files from the registry, write what differs, and record each
     score model's checksum for the provenance test."""
-    scored = scored_fits(con, s.defs, overlay)
+    scored = ranked_fits(s, con, overlay)
     files = writer.render(s.defs, scored)
     changed = writer.write(s.project.dbt_dir, files)
     store.record_generated(con, writer.score_files(files, scored))
