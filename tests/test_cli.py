@@ -44,6 +44,14 @@ def test_demo_end_to_end(demo):
     assert f"report: {report}" in text and report.stat().st_size > 10_000
     assert not any("lead_extra_trees" in line for line in top)  # the draft never wins
     assert (root / "dbt_project" / "models" / "scores" / "score__lead_lgbm.sql").is_file()
+    # lead_lgbm is fitted per country: one line with the counts, never a line per segment
+    # (3,000 leads: every country is below its 3,000-row minimum, the global fit scores all).
+    seg = [ln for ln in text.splitlines() if "segment fits by country" in ln]
+    assert len(seg) == 1 and "10 level(s) to the fallback" in seg[0], seg
+    assert any(
+        ln.strip().startswith("lead_lgbm: 0 records by their segment's fit")
+        for ln in text.splitlines()
+    )
     assert "Traceback" not in out.stderr and "dbt" not in out.stderr
     # Quiet by default: dbt's own log goes to a file, no colour codes, a page of output.
     assert len(text.splitlines()) < 60, text

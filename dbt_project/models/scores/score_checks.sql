@@ -15,6 +15,15 @@ fits as (
         ('lead_extra_trees', 'champion', '1c60ce3ebd791c8a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
         ('lead_forest', 'champion', 'b586c9e8e4d6469e', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
         ('lead_lgbm', 'champion', '056c3aed06ff38fc', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '3619515c7d06cf87', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', 'a9f9b59b4c8a0a6a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '19d259d3681085b3', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '0c06487905045f7a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '90002ce8dc821bea', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', 'f828e90590dfbaca', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', 'd35969c358692b09', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '3b83c8d6873c4efd', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '9054ea70170a26fe', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
         ('lead_logreg', 'champion', '8517b880042e18a7', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }}))
     ) as t(model_name, role, fit_id, warn_at, error_at, min_rows, mean_low, mean_high)
 

@@ -35,13 +35,13 @@ bands as (
 
 unioned as (
 
-    select lead_id, model_name, model_version, fit_id, 'champion' as role, 'draft' as model_status, score from score__lead_extra_trees
+    select lead_id, model_name, model_version, fit_id, 'champion' as role, 'draft' as model_status, score, cast(null as varchar) as segment, false as fallback from score__lead_extra_trees
     union all
-    select lead_id, model_name, model_version, fit_id, 'champion' as role, 'live' as model_status, score from score__lead_forest
+    select lead_id, model_name, model_version, fit_id, 'champion' as role, 'live' as model_status, score, cast(null as varchar) as segment, false as fallback from score__lead_forest
     union all
-    select lead_id, model_name, model_version, fit_id, 'champion' as role, 'live' as model_status, score from score__lead_lgbm
+    select lead_id, model_name, model_version, fit_id, 'champion' as role, 'live' as model_status, score, segment, fallback from score__lead_lgbm
     union all
-    select lead_id, model_name, model_version, fit_id, 'champion' as role, 'live' as model_status, score from score__lead_logreg
+    select lead_id, model_name, model_version, fit_id, 'champion' as role, 'live' as model_status, score, cast(null as varchar) as segment, false as fallback from score__lead_logreg
 
 ),
 
