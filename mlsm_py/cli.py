@@ -132,7 +132,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from mlsm_py.flow.aliases import promote
 
-    _say(promote(_session(args), args.model, args.fit, args.segment))
+    if args.proposed:
+        from mlsm_py.flow.aliases import promote_proposed
+
+        if args.fit or args.segment:
+            raise MlsmError("--proposed applies every open proposal; drop --fit / --segment")
+        _say(promote_proposed(_session(args), args.model))
+    else:
+        _say(promote(_session(args), args.model, args.fit, args.segment))
     _say("  the next `mlsm build` scores with it")
     return 0
 
@@ -254,6 +261,11 @@ def parser() -> argparse.ArgumentParser:
     promote.add_argument("model")
     promote.add_argument("--fit", help="a registered fit id (default: the challenger)")
     promote.add_argument("--segment", help="one segment of a segmented model")
+    promote.add_argument(
+        "--proposed",
+        action="store_true",
+        help="apply every open proposal of the model (global fit and segments) at once",
+    )
     rollback = verb("rollback", cmd_rollback, "back to the previous champion")
     rollback.add_argument("model")
     rollback.add_argument("--segment", help="one segment of a segmented model")

@@ -52,6 +52,14 @@ def test_demo_end_to_end(demo):
         ln.strip().startswith("lead_lgbm: 0 records by their segment's fit")
         for ln in text.splitlines()
     )
+    per_model = query(
+        root / "warehouse" / "mlsm.duckdb",
+        "select model_name, count(*), count(*) filter (where fallback) from published.scores "
+        "where role = 'champion' group by all",
+    )
+    counts = {m: n for m, n, _ in per_model}
+    assert len(set(counts.values())) == 1, counts  # every open lead scored by every model
+    assert {m: f for m, _, f in per_model}["lead_lgbm"] == counts["lead_lgbm"]  # all fallback
     assert "Traceback" not in out.stderr and "dbt" not in out.stderr
     # Quiet by default: dbt's own log goes to a file, no colour codes, a page of output.
     assert len(text.splitlines()) < 60, text

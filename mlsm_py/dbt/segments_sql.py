@@ -51,10 +51,6 @@ def _rows(m: Model, condition: str) -> str:
     )
 
 
-def _indent(text: str, by: str = "    ") -> str:
-    return "\n".join(by + ln if ln else ln for ln in text.splitlines())
-
-
 def segmented_model(group: Sequence[Scored]) -> str:
     """One role of a segmented model: the segment fits of `group` and its global fit, over
     the routing table (`routing_model`)."""
@@ -80,26 +76,29 @@ def segmented_model(group: Sequence[Scored]) -> str:
             f"{f['train_before']:%Y-%m-%d}, body sha256 {f['dbt_sql_sha256'][:16]}"
         )
     about.append(f"estimator: {group[0].fit['estimator']}; route: sql")
-    # A union of subqueries, not a CTE per segment: DuckDB binds CTEs that each hold a whole
-    # fit superlinearly (21 LightGBM fits: 13.6 s to plan against 2.7 s; decision 0019).
+    # Each fit's body goes in as registered, never re-indented: a string literal in it may
+    # hold a line break. A union of subqueries, not a CTE per segment: DuckDB binds CTEs that
+    # each hold a whole fit superlinearly (21 LightGBM fits: 13.6 s to plan, against 2.7 s;
+    # decision 0019).
     selects = []
     levels = [sql_string(s.segment) for s in fits]
     for i, s in enumerate(fits, 1):
         body = s.fit["dbt_sql"].replace(RELATION, _rows(m, f"{SEGMENT} = {levels[i - 1]}"))
         selects.append(
             f"select *, {levels[i - 1]} as segment, false as fallback from (\n\n"
-            f"{_indent(body)}\n\n) as segment_{i}"
+            f"{body}\n\n) as segment_{i}"
         )
     if glob:
-        others = f"{SEGMENT} is null" + (
-            f" or {SEGMENT} not in ({', '.join(levels)})" if levels else ""
+        # Without segment fits the global fit scores every record, NULL level or not.
+        others = (
+            f"{SEGMENT} is null or {SEGMENT} not in ({', '.join(levels)})" if levels else "true"
         )
         body = glob[0].fit["dbt_sql"].replace(RELATION, _rows(m, f"({others})"))
         # The fit's output holds the key and the score only; the record's level comes from
         # the routing table, so the published row says which unseen level (or NULL) fell back.
         selects.append(
             "select fallback_scores.*, levels.segment, true as fallback from (\n\n"
-            f"{_indent(body)}\n\n) as fallback_scores\n"
+            f"{body}\n\n) as fallback_scores\n"
             f'left join (select "{m.key}", {SEGMENT} as segment from '
             f"{{{{ ref('{routing_name(m)}') }}}}) as levels\n"
             f'    on levels."{m.key}" = fallback_scores."{m.key}"'

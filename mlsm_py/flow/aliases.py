@@ -24,13 +24,13 @@ def _move(
     d: store.Decision,
     compared: dict | None,
 ) -> None:
+    """Make `to_fit` the champion of `d.segment`. Call inside a transaction."""
     seg = d.segment
     current = store.aliases(con, model, seg)
-    with store.transaction(con):
-        store.record_decision(con, d, compared)
-        store.set_alias(con, model, store.CHAMPION, to_fit, s.actor, d.decision_id, seg)
-        if current.get(store.CHALLENGER) == to_fit:
-            store.set_alias(con, model, store.CHALLENGER, None, s.actor, d.decision_id, seg)
+    store.record_decision(con, d, compared)
+    store.set_alias(con, model, store.CHAMPION, to_fit, s.actor, d.decision_id, seg)
+    if current.get(store.CHALLENGER) == to_fit:
+        store.set_alias(con, model, store.CHALLENGER, None, s.actor, d.decision_id, seg)
 
 
 def _proposal(
@@ -60,54 +60,96 @@ def _segment(s: Session, con: duckdb.DuckDBPyConnection, model: str, segment: st
     return m, f" segment {segment}"
 
 
+def _plan(
+    s: Session,
+    con: duckdb.DuckDBPyConnection,
+    m,
+    where: str,
+    segment: str | None,
+    fit_id: str | None,
+) -> tuple[str, store.Decision, dict | None, str | None]:
+    """What promoting `fit_id` (default: the challenger) of one segment would record."""
+    current = store.aliases(con, m.name, segment)
+    target = fit_id or current.get(store.CHALLENGER)
+    if target is None:
+        raise MlsmError(f"model {m.name!r}{where} has no challenger to promote; pass --fit ID")
+    row = store.get_fit(con, target)
+    if row is None or row["model_name"] != m.name or row["segment"] != segment:
+        raise MlsmError(
+            f"fit {target!r} is not a registered fit of model {m.name!r}"
+            + (where or " (its global fit)")
+        )
+    if not row["parity_passed"]:
+        raise MlsmError(f"fit {target} failed its parity gate and cannot be promoted")
+    if current.get(store.CHAMPION) == target:
+        raise MlsmError(f"fit {target} is already the champion of {m.name!r}{where}")
+    basis = _proposal(con, m.name, target, segment)
+    forced = fit_id is not None and fit_id != current.get(store.CHALLENGER)
+    compared = None
+    if basis is not None:
+        compared = {}
+        for r in basis["compared"]:
+            compared.setdefault(r["role"], {"fit_id": r["fit_id"]})[r["metric"]] = r["value"]
+        reason = (
+            f"applied by {s.actor}; as compared on {basis['decided_at']:%Y-%m-%d}: "
+            + basis["reason"]
+        )
+    else:
+        reason = f"forced by {s.actor}: no comparison on shared rows was recorded"
+    d = store.Decision(
+        m.name,
+        "promote",
+        s.actor,
+        "forced" if forced else "promoted",
+        reason,
+        from_fit=current.get(store.CHAMPION),
+        to_fit=target,
+        rule="manual",
+        eval_rows=basis["eval_rows"] if basis else None,
+        eval_from=basis["eval_from"] if basis else None,
+        eval_until=basis["eval_until"] if basis else None,
+        segment=segment,
+    )
+    return target, d, compared, current.get(store.CHAMPION)
+
+
 def promote(s: Session, model: str, fit_id: str | None = None, segment: str | None = None) -> str:
     s.require_warehouse()
     with hold(s.project.warehouse, "promote"), s.registry() as con:
         m, where = _segment(s, con, model, segment)
-        current = store.aliases(con, m.name, segment)
-        target = fit_id or current.get(store.CHALLENGER)
-        if target is None:
-            raise MlsmError(f"model {m.name!r}{where} has no challenger to promote; pass --fit ID")
-        row = store.get_fit(con, target)
-        if row is None or row["model_name"] != m.name or row["segment"] != segment:
-            raise MlsmError(
-                f"fit {target!r} is not a registered fit of model {m.name!r}"
-                + (where or " (its global fit)")
-            )
-        if not row["parity_passed"]:
-            raise MlsmError(f"fit {target} failed its parity gate and cannot be promoted")
-        if current.get(store.CHAMPION) == target:
-            raise MlsmError(f"fit {target} is already the champion of {m.name!r}{where}")
-        basis = _proposal(con, m.name, target, segment)
-        forced = fit_id is not None and fit_id != current.get(store.CHALLENGER)
-        compared = None
-        if basis is not None:
-            compared = {}
-            for r in basis["compared"]:
-                compared.setdefault(r["role"], {"fit_id": r["fit_id"]})[r["metric"]] = r["value"]
-            reason = (
-                f"applied by {s.actor}; as compared on {basis['decided_at']:%Y-%m-%d}: "
-                + basis["reason"]
-            )
-        else:
-            reason = f"forced by {s.actor}: no comparison on shared rows was recorded"
-        d = store.Decision(
-            m.name,
-            "promote",
-            s.actor,
-            "forced" if forced else "promoted",
-            reason,
-            from_fit=current.get(store.CHAMPION),
-            to_fit=target,
-            rule="manual",
-            eval_rows=basis["eval_rows"] if basis else None,
-            eval_from=basis["eval_from"] if basis else None,
-            eval_until=basis["eval_until"] if basis else None,
-            segment=segment,
-        )
-        _move(s, con, m.name, target, d, compared)
+        target, d, compared, was = _plan(s, con, m, where, segment, fit_id)
+        with store.transaction(con):
+            _move(s, con, m.name, target, d, compared)
         sync_files(s, con)
-    return f"{m.name}{where}: fit {target} is the champion (was {current.get(store.CHAMPION)})"
+    return f"{m.name}{where}: fit {target} is the champion (was {was})"
+
+
+def promote_proposed(s: Session, model: str) -> str:
+    """Apply every open proposal of a model at once (its global fit's and each segment's,
+    from `mlsm retrain --propose`), in one transaction: a proposal is open while the
+    segment's last decision proposed its current challenger."""
+    s.require_warehouse()
+    with hold(s.project.warehouse, "promote"), s.registry() as con:
+        m = s.defs.model(model)
+        levels = [None, *sorted(store.segment_aliases(con, m.name))] if m.segments else [None]
+        moves = []
+        for seg in levels:
+            chall = store.aliases(con, m.name, seg).get(store.CHALLENGER)
+            last = store.last_decision(con, m.name, seg)
+            if chall and last and last["outcome"] == "proposed" and last["to_fit"] == chall:
+                where = f" segment {seg}" if seg is not None else ""
+                moves.append(_plan(s, con, m, where, seg, None))
+        if not moves:
+            raise MlsmError(f"model {m.name!r} has no open proposal (`mlsm retrain --propose`)")
+        with store.transaction(con):
+            for target, d, compared, _ in moves:
+                _move(s, con, m.name, target, d, compared)
+        sync_files(s, con)
+    segs = sum(1 for _, d, _, _ in moves if d.segment is not None)
+    parts = (["the global fit"] if segs < len(moves) else []) + (
+        [f"{segs} segment(s)"] if segs else []
+    )
+    return f"{m.name}: {len(moves)} proposal(s) applied ({', '.join(parts)})"
 
 
 def rollback(s: Session, model: str, segment: str | None = None) -> str:
@@ -132,7 +174,8 @@ def rollback(s: Session, model: str, segment: str | None = None) -> str:
             rule="manual",
             segment=segment,
         )
-        _move(s, con, m.name, previous, d, None)
+        with store.transaction(con):
+            _move(s, con, m.name, previous, d, None)
         sync_files(s, con)
     return f"{m.name}{where}: fit {previous} is the champion again (was {current})"
 

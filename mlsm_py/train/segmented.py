@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from mlsm_py import segments
+from mlsm_py.estimator import score_vector
 from mlsm_py.spec import Model
+from mlsm_py.train.metrics import score_deciles
 from mlsm_py.train.trainer import Fit, Windows, fit_windows, read_windows
 
 
@@ -88,4 +90,18 @@ def train_all(con: Any, m: Model) -> Trained:
             out.fits.append(fit_windows(m, sub, level))
         except Exception as e:  # one market's failure must not stop the other 20
             out.failed[level] = (str(e).splitlines() or [type(e).__name__])[0][:300]
+    _fallback_reference(out, per_frame[2].to_numpy())
     return out
+
+
+def _fallback_reference(t: Trained, holdout_levels: np.ndarray) -> None:
+    """A segmented model's global fit scores only the records no segment fit takes, so its
+    score-drift reference is its holdout deciles on those rows, not on all rows: a fallback
+    population of small countries scores unlike the whole, and would fail the check."""
+    glob = t.fits[0]
+    rest = ~np.isin(holdout_levels, [f.segment for f in t.segment_fits])
+    if not rest.any():
+        return
+    scores = score_vector(glob.estimator, glob.holdout.X[rest])
+    kept = [b for b in glob.bins if b["table_name"] != "score_deciles"]
+    glob.bins = kept + score_deciles(scores, glob.breakpoints)

@@ -14,10 +14,10 @@ import pytest
 
 from mlsm_py import segments
 from mlsm_py.demo.data import generate_leads
-from mlsm_py.flow.aliases import promote, rollback
+from mlsm_py.flow.aliases import promote, promote_proposed, rollback
 from mlsm_py.flow.build import run_build
 from mlsm_py.flow.lifecycle import run_retrain, run_train
-from mlsm_py.spec import Definitions, SummaryModel
+from mlsm_py.spec import Definitions, Promotion, SummaryModel
 from mlsm_py.train.split import bounds
 from tests.helpers import load, query, routed_library, session
 from tests.lifecycle_defs import estimator, make
@@ -104,6 +104,17 @@ def test_each_segment_fit_is_registered_gated_and_champion(project):
         "and alias = 'champion' group by segment",
     )
     assert all(n == 1 for _, n in per) and len(per) == len(expected_fits) + 1
+    # The global fit's score-drift reference is the holdout rows it scores: the fallback's.
+    hold = feats[(feats["created_at"] >= b.holdout_from) & (feats["created_at"] <= b.matured_until)]
+    level = segments.labels(hold, m)
+    fallback_rows = int((~level.isin(expected_fits) | level.isna()).sum())
+    ref = query(
+        wh,
+        "select sum(b.rows) from mlsm_registry.fit_bins b join mlsm_registry.fits f "
+        "using (fit_id) where f.model_name = 'lead_a' and f.segment is null "
+        "and b.table_name = 'score_deciles'",
+    )
+    assert ref[0][0] == fallback_rows < len(hold)
     marks = query(
         wh,
         "select count(distinct s.segment) from mlsm_registry.fit_samples s "
@@ -292,3 +303,39 @@ def test_one_segment_promote_and_rollback(project):
         [seg],
     )[0]
     assert d == ("rollback", chall, champ)
+
+
+def test_review_mode_applies_every_segments_proposal_at_once(project):
+    """`retrain --propose` on a segmented model proposes per segment; `promote --proposed`
+    applies them all in one transaction, each with its own decision."""
+    s, tmp, _ = project
+    wh = s.project.warehouse
+    base = _defs("weak")
+    lenient = dataclasses.replace(base.models[0], promotion=Promotion("roc_auc", min_gain=-1.0))
+    defs = Definitions([lenient, base.models[1]], base.summaries)
+    s2 = session(tmp, defs, dbt_dir=s.project.dbt_dir)
+    champions = (
+        "select coalesce(segment, '-'), fit_id from mlsm_registry.aliases "
+        "where model_name = 'lead_a' and alias = 'champion'"
+    )
+    before = dict(query(wh, champions))
+    outcomes = run_retrain(s2, propose=True)
+    proposed = {o.segment or "-": o.challenger_fit for o in outcomes if o.outcome == "proposed"}
+    assert len(proposed) >= 3 and "-" in proposed
+    assert dict(query(wh, champions)) == before  # proposals promote nothing
+    promote_proposed(s2, "lead_a")
+    after = dict(query(wh, champions))
+    for seg, fit in after.items():
+        assert fit == proposed.get(seg, before[seg]), seg
+    applied = query(
+        wh,
+        "select coalesce(segment, '-'), to_fit, reason from mlsm_registry.decisions "
+        "where model_name = 'lead_a' and action = 'promote' and outcome = 'promoted' "
+        "and reason like 'applied by%' order by decided_at",
+    )
+    assert {r[0]: r[1] for r in applied if r[0] in proposed} == proposed
+    run_build(s2)
+    got = _published(wh)
+    lib, fit_of = _routed_library(s2, wh)
+    assert max(abs(got[k][3] - lib[k]) for k in got) <= TOL
+    assert all(got[k][0] == fit_of[k] for k in got)
