@@ -181,7 +181,9 @@ def input_drift(scored: Sequence[Scored]) -> str | None:
 
 def score_checks(scored: Sequence[Scored]) -> str:
     rows = []
-    for s in sorted(scored, key=lambda s: (s.model.name, s.alias)):
+    for s in sorted(
+        scored, key=lambda s: (s.model.name, s.alias, s.segment or "", s.fit["fit_id"])
+    ):
         c = s.model.checks
         low, high = c.score_mean if c.score_mean is not None else (None, None)
         rows.append(
