@@ -27,8 +27,8 @@ from mlsm_py.train.trainer import Fit
 
 
 @dataclass
-class Trained:
-    """One definition trained in this run: its compiled fits (the global fit first) and,
+class Gated:
+    """One definition trained and gated in this run: its compiled fits (the global fit first),
     for a segmented model, the levels left to the fallback and the levels that failed."""
 
     model: Model
@@ -37,7 +37,7 @@ class Trained:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def _fit_and_compile(s: Session, con: duckdb.DuckDBPyConnection, m: Model) -> Trained:
+def _fit_and_compile(s: Session, con: duckdb.DuckDBPyConnection, m: Model) -> Gated:
     t = train_all(con, m)
     fit = t.fits[0]
     s.say(
@@ -51,7 +51,7 @@ def _fit_and_compile(s: Session, con: duckdb.DuckDBPyConnection, m: Model) -> Tr
         f"  {m.name}: fit {c.fit_id}, {c.route} route; parity over {c.parity.rows_checked:,} "
         f"rows, max |diff| {c.parity.max_abs_diff:.2e}"
     )
-    out = Trained(m, [c], t.fallback, t.failed)
+    out = Gated(m, [c], t.fallback, t.failed)
     if not m.segments:
         return out
     for f in t.segment_fits:
@@ -352,7 +352,7 @@ def run_retrain(s: Session, propose: bool = False, names: Sequence[str] = ()) ->
     return outcomes
 
 
-def outcome_lines(outcomes: list[Outcome], trained: list[Trained]) -> list[str]:
+def outcome_lines(outcomes: list[Outcome], trained: list[Gated]) -> list[str]:
     """A line per model: the global fit's outcome, and a segmented model's counts."""
     lines = []
     for t in trained:
