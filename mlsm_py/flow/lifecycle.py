@@ -28,8 +28,8 @@ from mlsm_py.train.trainer import Fit
 
 @dataclass
 class Gated:
-    """One definition trained and gated in this run: its compiled fits (the global fit first),
-    for a segmented model, the levels left to the fallback and the levels that failed."""
+    """One definition trained and gated in this run: its compiled fits (the global fit first)
+    and, for a segmented model, the levels left to the fallback and the levels that failed."""
 
     model: Model
     compiled: list[Compiled]
