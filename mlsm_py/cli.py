@@ -101,9 +101,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if seg:
             lo, hi = seg["roc_auc_min"], seg["roc_auc_max"]
             spread = f", ROC AUC {lo:.4f} to {hi:.4f}" if lo is not None else ""
-            skipped = f"; skipped last run: {', '.join(seg['skipped_last_run'])}" * bool(
-                seg["skipped_last_run"]
-            )
+            gone = seg["skipped_last_run"]
+            skipped = f"; skipped last run: {', '.join(gone)}" if gone else ""
             _say(
                 f"  {r['model']}: {seg['fits']} segment fits by {'+'.join(seg['by'])}{spread}, "
                 f"{seg['challengers']} challenger(s); the champion above is the global fit "

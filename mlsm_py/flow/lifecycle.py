@@ -5,6 +5,7 @@ and promotes, keeps or proposes -- all of it taking effect only if the build pub
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -132,9 +133,7 @@ def _segment_summary(done: list[str]) -> str:
     """`; 21 segment fits: 20 champion (first fit), 1 challenger` from their outcomes."""
     if not done:
         return ""
-    counts: dict[str, int] = {}
-    for d in done:
-        counts[d] = counts.get(d, 0) + 1
+    counts = Counter(done)  # in first-seen order
     return f"; {len(done)} segment fits: " + ", ".join(f"{n} {d}" for d, n in counts.items())
 
 
@@ -362,9 +361,7 @@ def outcome_lines(outcomes: list[Outcome], trained: list[Gated]) -> list[str]:
             lines.append(f"  {o.model}: {o.outcome}: {o.reason}")
         segs = [o for o in mine if o.segment is not None]
         if t.model.segments:
-            counts: dict[str, int] = {}
-            for o in segs:
-                counts[o.outcome] = counts.get(o.outcome, 0) + 1
+            counts = Counter(o.outcome for o in segs)
             text = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none trained"
             skipped = f"; {len(t.failed)} skipped{_levels(t.failed)}" if t.failed else ""
             lines.append(f"  {t.model.name}: {len(segs)} segment fits: {text}{skipped}")

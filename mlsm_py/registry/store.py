@@ -307,19 +307,25 @@ def record_decision(
 ANY = object()  # every segment's rows
 
 
+def _decisions(
+    con: duckdb.DuckDBPyConnection, model_name: str, segment: str | None | object, limit: str
+) -> list[dict]:
+    where, params = "", [model_name]
+    if segment is not ANY:
+        where, params = " and segment is not distinct from ?", [model_name, segment]
+    return select_rows(
+        con,
+        f"select * from {SCHEMA}.decisions where model_name = ?{where} "
+        f"order by decided_at desc, decision_id desc{limit}",
+        params,
+    )
+
+
 def history(
     con: duckdb.DuckDBPyConnection, model_name: str, segment: str | None | object = ANY
 ) -> list[dict]:
     """A model's decisions, newest first: of every segment, or of one (None: the global)."""
-    where, params = "", [model_name]
-    if segment is not ANY:
-        where, params = " and segment is not distinct from ?", [model_name, segment]
-    rows = select_rows(
-        con,
-        f"select * from {SCHEMA}.decisions where model_name = ?{where} "
-        "order by decided_at desc, decision_id desc",
-        params,
-    )
+    rows = _decisions(con, model_name, segment, "")
     for r in rows:
         r["compared"] = select_rows(
             con,
@@ -333,15 +339,7 @@ def history(
 def last_decision(
     con: duckdb.DuckDBPyConnection, model_name: str, segment: str | None | object = ANY
 ) -> dict | None:
-    where, params = "", [model_name]
-    if segment is not ANY:
-        where, params = " and segment is not distinct from ?", [model_name, segment]
-    rows = select_rows(
-        con,
-        f"select * from {SCHEMA}.decisions where model_name = ?{where} "
-        "order by decided_at desc, decision_id desc limit 1",
-        params,
-    )
+    rows = _decisions(con, model_name, segment, " limit 1")
     return rows[0] if rows else None
 
 
