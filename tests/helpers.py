@@ -194,3 +194,11 @@ def mlsm(*args: str, cwd: Path, env: dict | None = None, timeout: int = 900):
         cwd=cwd,
         timeout=timeout,
     )
+
+
+def assert_evaluator(report) -> None:
+    """The gate's third leg ran and agrees: the serving API's evaluator of the same AST
+    scored every checked row within the gate's tolerance of the library."""
+    assert report.evaluator_max_scaled_diff is not None, "the evaluator leg did not run"
+    assert report.evaluator_max_scaled_diff <= report.tolerance, report.evaluator_worst_row
+    assert report.evaluator_rows_above_tolerance == 0

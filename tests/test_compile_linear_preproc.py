@@ -74,6 +74,7 @@ from mlsm_py.compile.emitter import SqlEmitter
 from mlsm_py.errors import UnsupportedError
 from mlsm_py.frames import arrow_rows, python_rows
 from mlsm_py.parity.gate import ParityReport, check_parity, input_types
+from tests.helpers import assert_evaluator
 
 # The SQL repeats scikit-learn's float64 operations; only the order of the additions in a dot
 # product or a class sum differs (a few ulps, ~1e-16 on values of order 1). An isotonic slope
@@ -218,6 +219,7 @@ def _fit(model, data: dict, task: str, prep: ColumnTransformer | None = None) ->
 
 def _assert_gate(report: ParityReport, n_holdout: int) -> None:
     assert report.passed, report.worst_row
+    assert_evaluator(report)
     assert report.max_abs_diff <= PARITY_TOLERANCE, report.worst_row
     assert report.rows_checked > n_holdout, report
 
@@ -799,6 +801,7 @@ def test_ordinal_nan_outputs_route_as_missing(data, make, impute: bool, unknown_
     holdout = data["holdout"]
     report = check_parity(model, _con(), holdout)
     assert report.passed, report.worst_row
+    assert_evaluator(report)
     assert report.max_abs_diff <= max(PARITY_TOLERANCE, assemble(model).tolerance or 0.0)
     assert report.rows_checked > len(holdout)
 

@@ -28,7 +28,7 @@ from mlsm_py import to_sql
 from mlsm_py.compile.assemblers.lightgbm import ZERO_THRESHOLD
 from mlsm_py.errors import ParityError
 from mlsm_py.parity.gate import ParityReport, check_parity, compare, gate
-from tests.helpers import zero_probes
+from tests.helpers import assert_evaluator, zero_probes
 
 # The SQL repeats the library's float64 arithmetic step for step; what differs is the order of
 # a few additions (BLAS dot products, the forest's running sum) and the algebraic form of the
@@ -108,6 +108,7 @@ def _con() -> duckdb.DuckDBPyConnection:
 
 def _assert_parity(report: ParityReport, n_holdout: int) -> None:
     assert report.passed, report.worst_row
+    assert_evaluator(report)
     # Absolute where |score| <= 1, relative beyond (a ~1e11 regression output has ulps of 1e-5).
     assert report.max_scaled_diff <= PARITY_TOLERANCE, report.worst_row
     assert report.rows_above_tolerance == 0

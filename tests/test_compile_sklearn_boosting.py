@@ -33,6 +33,7 @@ from mlsm_py.compile.assemblers.sklearn_boosting import decision_function
 from mlsm_py.compile.emitter import SqlEmitter
 from mlsm_py.errors import UnsupportedError
 from mlsm_py.parity.gate import ParityReport, adversarial_rows, check_parity
+from tests.helpers import assert_evaluator
 
 # As in tests/test_compile_parity.py: the SQL repeats the library's float64 arithmetic in the
 # library's order (start value, then each stage's `learning_rate * leaf` left to right); only the
@@ -132,6 +133,7 @@ def _con() -> duckdb.DuckDBPyConnection:
 
 def _assert_parity(report: ParityReport, n_holdout: int) -> None:
     assert report.passed, report.worst_row
+    assert_evaluator(report)
     assert report.max_abs_diff <= PARITY_TOLERANCE, report.worst_row
     # The gate added adversarial rows on top of the holdout.
     assert report.rows_checked > n_holdout, report

@@ -14,6 +14,7 @@ from sklearn.tree import DecisionTreeClassifier
 from mlsm_py import to_sql
 from mlsm_py.compile.assemblers import assemble
 from mlsm_py.parity.gate import ParityReport, check_parity
+from tests.helpers import assert_evaluator
 
 # Same reasoning as tests/test_compile_parity.py: the SQL repeats the library's arithmetic up to
 # the order of a few additions (ulps); one misrouted node moves a probability by a leaf
@@ -70,6 +71,7 @@ def _con() -> duckdb.DuckDBPyConnection:
 
 def _assert_parity(report: ParityReport, n_holdout: int) -> None:
     assert report.passed, report.worst_row
+    assert_evaluator(report)
     assert report.max_abs_diff <= PARITY_TOLERANCE, report.worst_row
     assert report.rows_checked > n_holdout, report
 

@@ -41,6 +41,7 @@ from mlsm_py.parity.gate import (
     input_types,
 )
 from mlsm_py.warehouse.engines import DuckDBEngine, SparkEngine
+from tests.helpers import assert_evaluator
 
 # Margins and identity-link regressors: the SQL repeats every float32 rounding XGBoost makes
 # (input cast, each leaf addition), so the results are the same float32 values, bit for bit.
@@ -492,6 +493,7 @@ def test_gate_checks_xgboost_probabilities_at_float32_precision(data) -> None:
     report = check_parity(model, _con(), data["holdout"][NUMERIC])
     assert report.tolerance == FLOAT32_TOLERANCE
     assert report.passed, report.worst_row
+    assert_evaluator(report)
     assert report.max_abs_diff > TOLERANCE  # not vacuous
     # An explicit tolerance still wins.
     strict = check_parity(model, _con(), data["holdout"][NUMERIC], tolerance=TOLERANCE)

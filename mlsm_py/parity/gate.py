@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ import pyarrow as pa
 from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import Assembled, assemble
 from mlsm_py.compile.emitter import SqlEmitter
+from mlsm_py.compile.python_emitter import compile_python
 from mlsm_py.errors import ParityError, UnsupportedError
 from mlsm_py.frames import arrow_rows, python_rows
 from mlsm_py.pyscore import library_frame, predict_refusing
@@ -57,11 +58,29 @@ class ParityReport:
     # relative beyond, where one ulp of a 1e11 regression output is already 1.5e-5.
     max_scaled_diff: float | None = None
     rows_above_tolerance: int = 0
+    # The third leg: the serving API's in-process evaluator of the same AST
+    # (compile.python_emitter) against the library, on the same rows. None: not run (a fit
+    # only the library can score).
+    evaluator_max_abs_diff: float | None = None
+    evaluator_max_scaled_diff: float | None = None
+    evaluator_rows_above_tolerance: int = 0
+    evaluator_worst_row: dict | None = None
+
+    @property
+    def sql_passed(self) -> bool:
+        scaled = self.max_abs_diff if self.max_scaled_diff is None else self.max_scaled_diff
+        return scaled <= self.tolerance
+
+    @property
+    def evaluator_passed(self) -> bool:
+        return self.evaluator_max_scaled_diff is None or (
+            self.evaluator_max_scaled_diff <= self.tolerance
+        )
 
     @property
     def passed(self) -> bool:
-        scaled = self.max_abs_diff if self.max_scaled_diff is None else self.max_scaled_diff
-        return scaled <= self.tolerance
+        """All legs agree: the SQL with the library, and the API's evaluator with it."""
+        return self.sql_passed and self.evaluator_passed
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -232,7 +251,44 @@ def check_parity(
     finally:
         engine.drop(PARITY_TABLE)
     got = sql_outputs(got_tbl, assembled, len(rows))
-    return compare(rows, expected, got, tolerance, [n for n, _ in outputs])
+    names = [n for n, _ in outputs]
+    report = compare(rows, expected, got, tolerance, names)
+    return with_evaluator(report, assembled, rows, expected, names)
+
+
+def evaluator_outputs(assembled: Assembled, rows: list[dict]) -> np.ndarray:
+    """The in-process evaluator's outputs as (rows, outputs), the predicted class as its
+    index, like `sql_outputs`."""
+    model = compile_python(assembled.outputs())
+    index = {c: float(i) for i, c in enumerate(assembled.classes)}
+    is_class = [n == "predicted_class" and assembled.task == "multiclass" for n in model.outputs]
+    got = np.full((len(rows), len(model.outputs)), np.nan)
+    for i, values in enumerate(model.score_many(rows)):
+        for j, v in enumerate(values):
+            if is_class[j]:
+                got[i, j] = math.nan if v is None else index.get(v, math.nan)
+            else:
+                got[i, j] = v
+    return got
+
+
+def with_evaluator(
+    report: ParityReport,
+    assembled: Assembled,
+    rows: list[dict],
+    expected: np.ndarray,
+    names: list[str],
+) -> ParityReport:
+    """`report` with the evaluator leg filled in: the same rows through the Python function
+    the API scores with, compared with the library at the same tolerance."""
+    leg = compare(rows, expected, evaluator_outputs(assembled, rows), report.tolerance, names)
+    return replace(
+        report,
+        evaluator_max_abs_diff=leg.max_abs_diff,
+        evaluator_max_scaled_diff=leg.max_scaled_diff,
+        evaluator_rows_above_tolerance=leg.rows_above_tolerance,
+        evaluator_worst_row=leg.worst_row,
+    )
 
 
 def sql_outputs(table: Any, assembled: Assembled, n_rows: int) -> np.ndarray:
@@ -331,6 +387,14 @@ def _jsonable(v: Any) -> Any:
 
 
 def gate(name: str, version: int, report: ParityReport) -> None:
+    if report.sql_passed and not report.evaluator_passed:
+        raise ParityError(
+            f"parity failed for model {name!r} v{version}: the serving evaluator disagrees "
+            f"with the library on {report.evaluator_rows_above_tolerance} of "
+            f"{report.rows_checked} rows by more than {report.tolerance:g}; max |API - Python| "
+            f"= {report.evaluator_max_abs_diff:.3g}; worst row: {report.evaluator_worst_row}. "
+            "The SQL agrees; the fit is not servable and was not registered."
+        )
     if not report.passed:
         raise ParityError(
             f"parity failed for model {name!r} v{version}: {report.rows_above_tolerance} of "
