@@ -218,6 +218,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mlsm_py.serve import run
+
+    run(_session(args), args.host, args.port)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mlsm", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"mlsm {__version__}")
@@ -274,6 +281,9 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true")
     report = verb("report", cmd_report, "one HTML file: curves, calibration, drift, scores")
     report.add_argument("--out", help="where to write it (default: reports/mlsm-report.html)")
+    serve = verb("serve", cmd_serve, "a JSON API scoring records with the live champions")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     verb("evaluate", cmd_evaluate, "summary models vs their members: holdout and realised")
     verify = verb("verify", cmd_verify, "re-run the parity gate on the champion fit")
     verify.add_argument("model")

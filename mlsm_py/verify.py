@@ -74,7 +74,15 @@ def verify(
             gate = check_parity(estimator, con, holdout, assembled=assembled)
         else:
             gate = check_parity_python(estimator, con, holdout)
-        say(_line("holdout + adversarial", gate.rows_checked, gate.max_abs_diff, gate.passed))
+        say(_line("holdout + adversarial", gate.rows_checked, gate.max_abs_diff, gate.sql_passed))
+        if gate.evaluator_max_abs_diff is not None:
+            say(
+                f"  serving evaluator (the API's): same {gate.rows_checked:,} rows, max |API - "
+                f"Python| {gate.evaluator_max_abs_diff:.2e} "
+                + ("(ok)" if gate.evaluator_passed else "(ABOVE TOLERANCE)")
+            )
+        else:
+            say("  serving evaluator: none (only the library can score this fit; not served)")
         fuzz = None
         if fuzz_rows:
             types = input_types(assembled) if assembled else field_types(model.fields)

@@ -16,7 +16,7 @@ from mlsm_py.flow import history, readers
 from mlsm_py.flow.aliases import stale
 from mlsm_py.flow.lock import hold
 from mlsm_py.flow.readers import comment
-from mlsm_py.flow.session import Session, sync_files
+from mlsm_py.flow.session import Session, sync_files, write_serving
 from mlsm_py.registry import store
 
 AUDIT = "audit"
@@ -146,6 +146,7 @@ def build(s: Session, run_id: str | None = None, command: str = "build") -> dict
             con, s.project.warehouse, writer.published_tables(s.defs), writer.published_docs(s.defs)
         )
         row["readers_seconds"] = time.perf_counter() - t2
+        write_serving(s, con)  # a retrain's champions are applied now: serve them
         row["fallback"] = fallback_counts(con, s)
     row["dbt_seconds"] = dbt_s
     row["dbt_summary"] = outcome.summary()

@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 
@@ -120,7 +121,19 @@ def sync_files(
     files = writer.render(s.defs, scored)
     changed = writer.write(s.project.dbt_dir, files)
     store.record_generated(con, writer.score_files(files, scored))
+    if overlay is None:  # a running retrain's overlay is not served before it publishes
+        write_serving(s, con, scored)
     return changed
+
+
+def write_serving(
+    s: Session, con: duckdb.DuckDBPyConnection, scored: list[writer.Scored] | None = None
+) -> Path:
+    """The serving manifest `mlsm serve` watches, from the registry as it is now."""
+    from mlsm_py.flow import serving
+
+    scored = ranked_fits(s, con) if scored is None else scored
+    return serving.write(s.project.warehouse, serving.manifest(s.defs, con, scored))
 
 
 def fit_row(c, actor: str, artifact_rel: str) -> dict:  # c: flow.compiled.Compiled

@@ -34,6 +34,7 @@ from mlsm_py.parity.gate import (
     compare,
     neighbours,
     sql_outputs,
+    with_evaluator,
 )
 from mlsm_py.pyscore import output_columns, predict, score_relation
 
@@ -203,4 +204,6 @@ def fuzz_parity(
     finally:
         con.unregister(PARITY_TABLE)
     report = compare(_Rows(table), expected, got, tolerance, names)
+    if assembled is not None:  # the serving evaluator on the same generated rows
+        report = with_evaluator(report, assembled, table.to_pylist(), expected, names)
     return FuzzReport(report, table.num_rows, report.rows_above_tolerance)

@@ -31,6 +31,7 @@ from mlsm_py.parity.gate import (
     adversarial_rows,
     compare,
     input_types,
+    with_evaluator,
 )
 from mlsm_py.pyscore import input_names, output_columns, score_relation
 
@@ -103,4 +104,7 @@ def check_parity_python(
             got[keys, j] = [index.get(v, np.nan) for v in col]
         else:
             got[keys, j] = [np.nan if v is None else float(v) for v in col]
-    return compare(rows, expected, got, tolerance, names)
+    report = compare(rows, expected, got, tolerance, names)
+    if assembled is None:  # only the library can score it; the API does not serve it
+        return report
+    return with_evaluator(report, assembled, rows, expected, names)

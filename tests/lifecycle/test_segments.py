@@ -150,6 +150,32 @@ def test_published_scores_follow_each_records_segment_fit(project):
     assert any(seg is not None and fb for _, seg, fb, _, _ in got.values())  # small country
 
 
+def test_serving_state_routes_each_record_like_the_build(project):
+    """The API's scorer (serving manifest -> compiled evaluator per segment fit) gives every
+    open lead the published fit, segment, fallback flag, score and percentile."""
+    from mlsm_py.serve.scoring import score_records
+    from mlsm_py.serve.state import load_state
+
+    s, _, _ = project
+    wh = s.project.warehouse
+    got = _published(wh)
+    con = duckdb.connect(str(wh))
+    try:
+        feats = con.execute("select * from lead_features where converted is null").df()
+    finally:
+        con.close()
+    records = [{k: (None if v != v else v) for k, v in r.items()} for r in feats.to_dict("records")]
+    state = load_state(wh, s.defs, {})
+    assert len(state.models["lead_a"].by_segment) >= 5
+    results = score_records(state, records, ["lead_a"])
+    assert len(results) == len(got)
+    for res in results:
+        (sc,) = res["scores"]
+        fid, seg, fallback, score, pct = got[res["key"]]
+        assert (sc["fit_id"], sc["segment"], sc["fallback"]) == (fid, seg, fallback)
+        assert abs(sc["score"] - score) <= TOL and abs(sc["percentile"] - pct) <= TOL
+
+
 def test_winners_span_segments_and_take_the_routed_fit(project):
     s, _, _ = project
     wh = s.project.warehouse
