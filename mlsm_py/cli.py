@@ -218,6 +218,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from mlsm_py import dashboard, project
+
+    p = project.load(args.project, args.warehouse)
+    return dashboard.run(p.root, p.warehouse, args.host, args.port, args.verbose, _say)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from mlsm_py.serve import run
 
@@ -281,6 +288,9 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true")
     report = verb("report", cmd_report, "one HTML file: curves, calibration, drift, scores")
     report.add_argument("--out", help="where to write it (default: reports/mlsm-report.html)")
+    dashboard = verb("dashboard", cmd_dashboard, "a web page: top leads, models, drift (Streamlit)")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     serve = verb("serve", cmd_serve, "a JSON API scoring records with the live champions")
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")

@@ -15,6 +15,7 @@ from pathlib import Path
 from mlsm_py.dbt import (
     checks_sql,
     contracts_yml,
+    exposures_yml,
     monitoring_sql,
     quarantine,
     scores_yml,
@@ -227,6 +228,12 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
         _header(["the monitoring views: current whenever read"], "#"),
         {"version": 2, "models": monitoring_sql.views_yml()},
     )
+    if chosen:  # the exposure names `winners`, which exists only then
+        lists = [s.call_list.name for s, _ in chosen if s.call_list is not None]
+        files[Path("models") / "marts" / "_dashboard__exposures.yml"] = _yaml(
+            _header(["what `mlsm dashboard` reads (docs/decisions/0020-dashboard.md)"], "#"),
+            exposures_yml.dashboard(lists),
+        )
     return files
 
 

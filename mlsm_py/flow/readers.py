@@ -5,7 +5,11 @@ to the warehouse makes the next build fail. Readers open `<warehouse>.published.
 instead. After each publication it is written whole under a temporary name and renamed over the
 old one: a reader that has it open keeps reading the old file (the old inode) until it
 reconnects, and never holds the warehouse. The copy is derived: a kill before the rename leaves
-the previous copy, and the next build writes it again."""
+the previous copy, and the next build writes it again.
+
+Beside the published tables the copy holds what a dashboard reads (`mlsm dashboard`,
+docs/decisions/0020-dashboard.md): the registry tables people look at, without the fits' SQL
+bodies, and the monitoring views materialised as tables, as they stood at this publication."""
 
 from __future__ import annotations
 
@@ -15,10 +19,32 @@ from pathlib import Path
 import duckdb
 from sqlglot import exp
 
-from mlsm_py.registry import store
-from mlsm_py.registry.schema import SCHEMA
+from mlsm_py.dbt.monitoring_sql import views_yml
+from mlsm_py.registry.schema import DESCRIPTIONS, SCHEMA
 
 PUBLISHED = "published"
+MONITORING = "monitoring"
+REGISTRY = (
+    "builds",
+    "aliases",
+    "fits",
+    "fit_metrics",
+    "fit_bins",
+    "decisions",
+    "decision_metrics",
+    "summary_metrics",
+)
+# A fit's SQL (megabytes for a large ensemble) and its parity report are for dbt and for
+# `mlsm verify`, not for readers; the rest of the row is what a dashboard shows.
+LEFT_OUT = {"fits": ("scoring_sql", "dbt_sql", "parity")}
+# first_scores_with_outcomes is one row per record and model: the views below aggregate it.
+MONITORING_VIEWS = (
+    "score_distribution",
+    "input_drift_history",
+    "realised_performance",
+    "realised_calibration",
+    "champion_vs_challenger",
+)
 
 
 def readers_file(warehouse: Path) -> Path:
@@ -27,26 +53,49 @@ def readers_file(warehouse: Path) -> Path:
 
 def export(con: duckdb.DuckDBPyConnection, warehouse: Path, tables: list[str], docs: dict) -> Path:
     """Write the readers' copy from the warehouse `con` is connected to: the published
-    `tables` under the same names (with their comments) and the publication log."""
+    `tables` under the same names (with their comments), the publication log and the other
+    `REGISTRY` tables, and the `MONITORING_VIEWS` as tables."""
 
     target = readers_file(warehouse)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
+    # One look at the catalog, not one per table: information_schema costs ~15 ms a query.
+    q = "select table_schema, table_name from information_schema.tables"
+    present = set(con.execute(q).fetchall())
     con.execute(f"attach {exp.Literal.string(str(tmp)).sql('duckdb')} as mlsm_readers")
     try:
-        for schema, name in [*((PUBLISHED, t) for t in tables), (SCHEMA, "builds")]:
-            if not store.table_exists(con, schema, name):
+        for schema, name, doc in copied(tables, docs):
+            if (schema, name) not in present:
                 continue
             con.execute(f"create schema if not exists mlsm_readers.{schema}")
+            drop = LEFT_OUT.get(name, ()) if schema == SCHEMA else ()
+            cols = f"* exclude ({', '.join(drop)})" if drop else "*"
             con.execute(
-                f"create table mlsm_readers.{schema}.{name} as select * from {schema}.{name}"
+                f"create table mlsm_readers.{schema}.{name} as select {cols} from {schema}.{name}"
             )
-            if name in docs:
-                comment(con, f"mlsm_readers.{schema}.{name}", *docs[name])
+            if doc is not None:
+                comment(con, f"mlsm_readers.{schema}.{name}", *doc)
     finally:
         con.execute("detach mlsm_readers")
     os.replace(tmp, target)
     return target
+
+
+def copied(tables: list[str], docs: dict) -> list[tuple[str, str, tuple | None]]:
+    """(schema, table, its (description, column docs) or None) of everything the copy holds."""
+    watched = {v["name"]: v for v in views_yml()}
+    return [
+        *((PUBLISHED, t, docs.get(t)) for t in tables),
+        *((SCHEMA, t, (DESCRIPTIONS[t], {})) for t in REGISTRY),
+        *(
+            (MONITORING, v, (watched[v]["description"], _columns(watched[v])))
+            for v in MONITORING_VIEWS
+        ),
+    ]
+
+
+def _columns(doc: dict) -> dict[str, str]:
+    return {c["name"]: c["description"] for c in doc.get("columns", [])}
 
 
 def comment(
