@@ -228,7 +228,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from mlsm_py.serve import run
 
-    run(_session(args), args.host, args.port)
+    run(_session(args), args.host, args.port, args.workers)
     return 0
 
 
@@ -294,6 +294,9 @@ def parser() -> argparse.ArgumentParser:
     serve = verb("serve", cmd_serve, "a JSON API scoring records with the live champions")
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes (default 1; up to the cores)"
+    )
     verb("evaluate", cmd_evaluate, "summary models vs their members: holdout and realised")
     verify = verb("verify", cmd_verify, "re-run the parity gate on the champion fit")
     verify.add_argument("model")

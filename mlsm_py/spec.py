@@ -293,6 +293,10 @@ class Model:
     segment_by: str | tuple[str, ...] | None = None
     segment_min_rows: int = 500
     segment_min_positives: int = 20
+    # Reason codes: the `reasons` inputs that moved each record's score most, published as
+    # reason_1..k (input column, signed contribution on the margin scale), computed in the
+    # scoring SQL and by the API (decision 0021). 0: none. Four is the adverse-action custom.
+    reasons: int = 0
 
     def __post_init__(self) -> None:
         check_name("model", self.name)
@@ -321,6 +325,21 @@ class Model:
         if not isinstance(self.promotion, Promotion):
             raise SpecError(f"model {self.name!r}: promotion must be a mlsm_py.Promotion")
         self._check_segments()
+        n = len(self.fields)
+        if not isinstance(self.reasons, int) or isinstance(self.reasons, bool):
+            raise SpecError(
+                f"model {self.name!r}: reasons must be an integer (got {self.reasons!r})"
+            )
+        if not 0 <= self.reasons <= n:
+            raise SpecError(
+                f"model {self.name!r}: reasons={self.reasons}; it must be between 0 and the "
+                f"number of fields ({n})"
+            )
+        if self.reasons and self.scoring_path == "python":
+            raise SpecError(
+                f"model {self.name!r}: reason codes are computed in SQL; scoring_path='python' "
+                "cannot have them (use 'auto' or 'sql', or reasons=0)"
+            )
 
     def _check_segments(self) -> None:
         by = self.segment_by

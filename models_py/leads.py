@@ -89,6 +89,7 @@ logreg = _model(
         ]
     ),
     "Logistic regression on imputed, scaled numbers and one-hot categories.",
+    reasons=4,  # the four inputs that moved each lead's score most (call list, API)
 )
 
 forest = _model(
@@ -106,6 +107,7 @@ forest = _model(
         ]
     ),
     "Random forest; missing numbers are routed natively (learned per split).",
+    reasons=4,  # computed in SQL, so the forest is scored in SQL too
 )
 
 lgbm = _model(
@@ -139,6 +141,7 @@ lgbm = _model(
     # country, or a country first seen when scoring) is scored by the global fit.
     segment_by="country",
     segment_min_rows=3000,
+    reasons=4,
 )
 
 extra_trees_draft = _model(

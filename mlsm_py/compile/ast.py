@@ -237,6 +237,26 @@ class NullVal(m2.Expr):
         return hash(NullVal)
 
 
+class IndexExpr(m2.Expr):
+    """`values[expr]`: a constant list indexed by an integer-valued, never-NULL expression (a
+    tree's leaf id), 0-based. One array lookup where a CASE would test the id against each
+    leaf: reason codes read one per tree and input (decision 0021)."""
+
+    output_size = 1
+
+    def __init__(self, expr: m2.Expr, values: list[float]):
+        if not values:
+            raise ValueError("IndexExpr needs at least one value")
+        self.expr = expr
+        self.values = tuple(float(v) for v in values)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is IndexExpr and (self.expr, self.values) == (other.expr, other.values)
+
+    def __hash__(self) -> int:
+        return hash((IndexExpr, self.expr, self.values))
+
+
 def children(node: m2.Expr) -> list[m2.Expr]:
     """The direct sub-expressions of any node, m2cgen's or ours (by their attribute names)."""
     out = [

@@ -446,6 +446,13 @@ class SqlEmitter:
             return self._CMP[route.complement](this=x, expression=value), node.orelse, node.body
         return self._CMP[route.op](this=x, expression=value), node.body, node.orelse
 
+    def visit_IndexExpr(self, node: ast.IndexExpr, state: _State) -> exp.Expression:
+        # sqlglot takes the index 0-based and writes each dialect's own: `[...][i + 1]` on
+        # DuckDB and PostgreSQL (1-based arrays), `ARRAY(...)[i]` on Spark.
+        values = exp.Array(expressions=[self.number(v) for v in node.values])
+        index = exp.Cast(this=self._visit(node.expr, state), to=exp.DataType.build("int"))
+        return exp.Bracket(this=values, expressions=[index])
+
     def visit_MaxExpr(self, node: ast.MaxExpr, state: _State) -> exp.Expression:
         # greatest() exists on DuckDB, PostgreSQL and Spark; the values are never NULL here.
         return exp.Greatest(

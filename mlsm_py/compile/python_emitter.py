@@ -301,6 +301,11 @@ class _Emitter:
             return f"({a} if {a} is not None else {b})"
         return f"({a} if {a} == {a} else {b})"
 
+    def _v_IndexExpr(self, node: ast.IndexExpr, depth: int) -> str:
+        # A tuple of constants is one constant to CPython: indexing it is one operation.
+        values = ", ".join(self._v_NumVal(ast.num(v), depth) for v in node.values)
+        return f"({values},)[int({self.value(node.expr, depth)})]"
+
     def _v_MaxExpr(self, node: ast.MaxExpr, depth: int) -> str:
         return "_greatest(" + ", ".join(self.value(e, depth) for e in node.exprs) + ")"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mlsm_py import segments
+from mlsm_py.dbt import reasons_sql
 from mlsm_py.dbt.common import Scored, sql_string
 from mlsm_py.dbt.common import header as _header
 from mlsm_py.dbt.quarantine import scorable_name
@@ -82,10 +83,21 @@ def segmented_model(group: Sequence[Scored]) -> str:
     # decision 0019).
     selects = []
     levels = [sql_string(s.segment) for s in fits]
+    upto = reasons_sql.most(group)
+
+    def picked(s: Scored, prefix: str = "") -> str:
+        # Every part selects the same columns: a fit without reason codes (a segment kept
+        # from before they were declared) gets NULL ones.
+        if not upto:
+            return f"{prefix}*"
+        cols = [f'"{m.key}"', "fit_id", "model_name", "model_version", "score"]
+        cols = [f"{prefix}{c}" for c in cols]
+        return ", ".join([*cols, *reasons_sql.select_list(reasons_sql.k_of(s), upto, prefix)])
+
     for i, s in enumerate(fits, 1):
         body = s.fit["dbt_sql"].replace(RELATION, _rows(m, f"{SEGMENT} = {levels[i - 1]}"))
         selects.append(
-            f"select *, {levels[i - 1]} as segment, false as fallback from (\n\n"
+            f"select {picked(s)}, {levels[i - 1]} as segment, false as fallback from (\n\n"
             f"{body}\n\n) as segment_{i}"
         )
     if glob:
@@ -97,7 +109,8 @@ def segmented_model(group: Sequence[Scored]) -> str:
         # The fit's output holds the key and the score only; the record's level comes from
         # the routing table, so the published row says which unseen level (or NULL) fell back.
         selects.append(
-            "select fallback_scores.*, levels.segment, true as fallback from (\n\n"
+            f"select {picked(glob[0], 'fallback_scores.')}, levels.segment, true as fallback "
+            "from (\n\n"
             f"{body}\n\n) as fallback_scores\n"
             f'left join (select "{m.key}", {SEGMENT} as segment from '
             f"{{{{ ref('{routing_name(m)}') }}}}) as levels\n"

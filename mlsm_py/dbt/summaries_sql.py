@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from mlsm_py.dbt import reasons_sql
 from mlsm_py.dbt.common import RUN_ID, Scored
 from mlsm_py.dbt.common import header as _header
 from mlsm_py.registry.store import CHAMPION
@@ -155,12 +156,15 @@ def winners(chosen: Sequence[tuple[SummaryModel, list]], key: str) -> str:
     )
 
 
-def call_list(summary: SummaryModel, first: Model) -> str:
+def call_list(summary: SummaryModel, first: Model, reasons: int = 0) -> str:
+    """The summary's call list; with `reasons` (the most any member's champion publishes),
+    the winning score's reason codes and their text (reasons_sql.call_list_parts)."""
     cl = summary.call_list
     assert cl is not None
     key = first.key
     cols = ",\n".join(f"        features.{c}" for c in cl.columns)
     picked = ", ".join([key, *cl.columns])
+    ctes, joins, why = reasons_sql.call_list_parts(key, reasons) if reasons else ("", "", [])
     body = (
         "with\n\n"
         f"winners as (\n\n    select * from {{{{ ref('winners') }}}}\n"
@@ -168,16 +172,19 @@ def call_list(summary: SummaryModel, first: Model) -> str:
         "        and winning_model is not null\n\n),\n\n"
         f"features as (\n\n    select {picked}\n"
         f"    from {{{{ ref('{first.features}') }}}}\n\n),\n\n"
-        "final as (\n\n    select\n"
+        + ctes
+        + "final as (\n\n    select\n"
         f"        row_number() over (order by {call_order(summary)}, winners.{key}) as call_rank,\n"
         f"        winners.{key},\n        winners.score,\n        winners.percentile,\n"
         "        winners.decile,\n"
         "        winners.winning_model,\n"
         "        winners.winning_version,\n        winners.winning_fit_id,\n"
+        + "".join(f"{line},\n" for line in why)
         + (cols + ",\n" if cols else "")
         + "        winners.run_id\n"
-        f"    from winners\n    inner join features on features.{key} = winners.{key}\n\n)\n\n"
-        "select * from final\n"
+        f"    from winners\n    inner join features on features.{key} = winners.{key}\n"
+        + (joins + "\n" if joins else "")
+        + "\n)\n\nselect * from final\n"
     )
     header = _header(
         [

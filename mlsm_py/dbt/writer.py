@@ -18,6 +18,7 @@ from mlsm_py.dbt import (
     exposures_yml,
     monitoring_sql,
     quarantine,
+    reasons_sql,
     scores_yml,
     unit_tests,
 )
@@ -82,10 +83,13 @@ def scores_union(scored: Sequence[Scored], key: str) -> str:
     imports = ",\n\n".join(
         f"{n} as (\n\n    select * from {{{{ ref('{n}') }}}}\n\n)" for n in names
     )
+    upto = reasons_sql.most(scored)
+    k = {n: max(reasons_sql.k_of(f) for f in g) for n, g in groups(scored).items()}
     union = "\n    union all\n".join(
         f"    select {key}, model_name, model_version, fit_id, '{by_name[n].alias}' as role, "
         f"'{by_name[n].model.status}' as model_status, score, "
         + ("segment, fallback" if by_name[n].model.segments else _UNSEGMENTED)
+        + "".join(f", {c}" for c in reasons_sql.select_list(k[n], upto))
         + f" from {n}"
         for n in names
     )
@@ -185,7 +189,9 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
     drift = checks_sql.input_drift(scored)
     if drift is not None:
         files[SCORES_DIR / "input_drift.sql"] = drift
-    docs: list[dict] = [*ymls, scores_yml.scores_yml(key), checks_sql.score_checks_yml()]
+    scores_doc = scores_yml.scores_yml(key)
+    scores_doc["columns"] += reasons_sql.columns_yml(reasons_sql.most(scored))
+    docs: list[dict] = [*ymls, scores_doc, checks_sql.score_checks_yml()]
     if drift is not None:
         docs.append(checks_sql.input_drift_yml())
     for rel, (k, fields) in held.items():
@@ -214,8 +220,13 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
         for summary, _ in chosen:
             if summary.call_list is not None:
                 first = by_name[summary.models[0]]
-                files[SCORES_DIR / f"{summary.call_list.name}.sql"] = call_list(summary, first)
-                docs.append(scores_yml.call_list_yml(summary, first))
+                k = reasons_sql.most(
+                    [s for s in scored if s.model.name in summary.models and s.alias == "champion"]
+                )
+                files[SCORES_DIR / f"{summary.call_list.name}.sql"] = call_list(summary, first, k)
+                cl_doc = scores_yml.call_list_yml(summary, first)
+                cl_doc["columns"][8:8] = reasons_sql.columns_yml(k, text=True)
+                docs.append(cl_doc)
     files[SCORES_DIR / "_scores.yml"] = _yaml(
         _header(["checks on every score (data checker 2)"], "#"), doc
     )

@@ -17,9 +17,10 @@ from mlsm_py.flow.lifecycle import run_train
 from mlsm_py.flow.session import Session
 
 
-def top_leads_sql(call_list: str, key: str, n: int = 10) -> str:
+def top_leads_sql(call_list: str, key: str, n: int = 10, why: bool = False) -> str:
+    cols = ["call_rank", key, "winning_model", "score", "percentile"]
     q = (
-        exp.select("call_rank", key, "winning_model", "score", "percentile")
+        exp.select(*cols, *(["reason_1_text"] if why else []))
         .from_(exp.to_table(f"published.{call_list}"))
         .order_by(exp.column("call_rank"))
         .limit(n)
@@ -110,7 +111,8 @@ def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
     if lists:
         key = s.defs.models[0].key
         name = lists[0].call_list.name
-        sql = top_leads_sql(name, key, 5)
+        why = any(m.reasons for m in s.defs.models if m.name in lists[0].models)
+        sql = top_leads_sql(name, key, 5, why)
         con = duckdb.connect(str(p.warehouse))
         try:
             cur = con.execute(sql)
@@ -119,11 +121,15 @@ def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
         finally:
             con.close()
         s.say(f"top of published.{name} (open leads in call order, {lists[0].name}):")
-        s.say(f"  {'rank':>4}  {key:>10}  {'winning_model':<18} {'score':>6}  percentile")
+        s.say(
+            f"  {'rank':>4}  {key:>10}  {'winning_model':<18} {'score':>6}  percentile"
+            + ("  first reason" if why else "")
+        )
         for r in top:
             s.say(
                 f"  {r['call_rank']:>4}  {r[key]:>10}  {r['winning_model']:<18} "
                 f"{r['score']:.4f}  {r['percentile']:10.2f}"
+                + (f"  {r['reason_1_text']}" if why else "")
             )
         s.say(f"the SQL: {' '.join(sql.split())};")
     from mlsm_py.report import html

@@ -39,6 +39,9 @@ class Compiled:
     artifact: bytes
     artifact_sha256: str
     parity: ParityReport | None = None
+    # Declared reason codes: {"k", "method", "means", "gate"}; None without them. Stored with
+    # the fit, so the API rebuilds the same reason expressions from the artifact.
+    reasons: dict | None = None
 
     @property
     def outputs(self) -> list[dict]:
@@ -56,6 +59,11 @@ def _route(m: Model, estimator: Any) -> tuple[str, str, Assembled | None]:
     try:
         assembled = assemble(estimator)
     except UnsupportedError as e:
+        if m.reasons:
+            raise SpecError(
+                f"model {m.name!r}: reason codes are computed in SQL, and SQL cannot express "
+                f"this estimator: {e}. Set reasons=0, or choose an estimator mlsm compiles"
+            ) from None
         if m.scoring_path == "sql" or m.segments:
             if m.segments:
                 raise SpecError(
@@ -65,6 +73,8 @@ def _route(m: Model, estimator: Any) -> tuple[str, str, Assembled | None]:
                 ) from None
             raise
         return "python", f"SQL cannot express it: {e}", None
+    if m.reasons and not m.segments:
+        return "sql", "reason codes are computed in the scoring SQL", assembled
     if m.segments:
         if m.scoring_path == "python":
             raise SpecError(
@@ -111,6 +121,8 @@ def definition_hash(m: Model) -> str:
     }
     if m.segments:  # only then: unsegmented definitions keep the hashes they had
         doc["segments"] = [list(m.segments), m.segment_min_rows, m.segment_min_positives]
+    if m.reasons:  # the reasons are part of the fit's SQL: declaring them makes it stale
+        doc["reasons"] = m.reasons
     text = json.dumps(doc, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -122,14 +134,18 @@ def compile_fit(fit: Fit, con: Any) -> Compiled:
     route, reason, assembled = _route(m, fit.estimator)
     data, sha = artifacts.dumps(fit.estimator)
     scoring_sql = None
+    explained, contrib = _with_reasons(fit, assembled)
+    reasons = None
     if assembled is not None:
         body = SqlEmitter("duckdb").render(
-            assembled,
+            explained,
             RELATION,
             m.key,
             {"fit_id": FIT_ID, "model_name": m.name, "model_version": m.version},
         )
         fit_id = _digest(m, "sql", body, fit.segment)
+        if contrib is not None:
+            reasons = _gate_reasons(fit, contrib, body, assembled, con)
         scoring_sql = body.replace(FIT_ID, fit_id).replace(RELATION, m.features)
         report = (
             check_parity(fit.estimator, con, fit.holdout.X, assembled=assembled)
@@ -152,7 +168,41 @@ def compile_fit(fit: Fit, con: Any) -> Compiled:
             )
     else:
         template = python_model_source(m, fit_id)
-    return Compiled(fit, fit_id, route, reason, assembled, template, scoring_sql, data, sha, report)
+    return Compiled(
+        fit, fit_id, route, reason, assembled, template, scoring_sql, data, sha, report, reasons
+    )
+
+
+def _with_reasons(fit: Fit, assembled: Assembled | None) -> tuple[Any, Any]:
+    """The outputs the scoring SQL selects: the score, and the declared reason codes; with
+    their contributions (None without reasons)."""
+    m = fit.model
+    if not m.reasons or assembled is None:
+        return assembled, None
+    from mlsm_py.compile import reasons as rc
+
+    means = list(fit.reason_means) if fit.reason_means is not None else None
+    try:
+        c = rc.contributions(fit.estimator, means=means)
+        top = rc.top_reasons(c, m.reasons)
+    except UnsupportedError as e:
+        raise SpecError(f"model {m.name!r}: reasons={m.reasons}: {e}") from None
+    return rc.as_assembled(assembled.inputs, [*assembled.outputs(), *top]), c
+
+
+def _gate_reasons(fit: Fit, c: Any, body: str, assembled: Assembled, con: Any) -> dict:
+    """Gate the reason codes of the scoring SQL `body` (see parity.reasons_gate) and say what
+    the registry keeps of them."""
+    from mlsm_py.parity import reasons_gate
+    from mlsm_py.parity.gate import PARITY_TABLE
+
+    m = fit.model
+    sql = body.replace(RELATION, PARITY_TABLE)
+    report = reasons_gate.check_reasons(c, m.reasons, con, fit.holdout.X, assembled, sql, m.key)
+    where = m.name if fit.segment is None else f"{m.name}[{fit.segment}]"
+    reasons_gate.gate(where, m.version, report)
+    means = list(fit.reason_means) if fit.reason_means is not None else None
+    return {"k": m.reasons, "method": c.method, "means": means, "gate": report.to_dict()}
 
 
 def _digest(m: Model, kind: str, text: str, segment: str | None) -> str:

@@ -80,6 +80,14 @@ def append_published(con: duckdb.DuckDBPyConnection, key: str, published_at: Any
         same = " and ".join(
             f"latest.{c} is not distinct from now_.{c}" for c in [k, *part, *changed]
         )
+        # The history's own columns only: the published row may carry more (reason codes,
+        # which change with every input and are not history).
+        have = [r[0] for r in con.execute(f"describe {HISTORY}.{name}").fetchall()]
+        cols = ", ".join(
+            f"now_.{exp.to_identifier(c, quoted=True).sql('duckdb')}"
+            for c in have
+            if c != "published_at"
+        )
         con.execute(
             f"""
             insert into {HISTORY}.{name} by name
@@ -87,7 +95,7 @@ def append_published(con: duckdb.DuckDBPyConnection, key: str, published_at: Any
                 select * from {HISTORY}.{name}
                 qualify row_number() over (partition by {by} order by published_at desc) = 1
             )
-            select now_.*, ?::timestamptz as published_at
+            select {cols}, ?::timestamptz as published_at
             from {AUDIT}.{name} as now_
             where not exists (select 1 from latest where {same})
             """,

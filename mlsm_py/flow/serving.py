@@ -58,6 +58,8 @@ def manifest(defs, con: duckdb.DuckDBPyConnection, scored: list[writer.Scored]) 
                 "artifact_sha256": row["artifact_sha256"],
                 "breakpoints": store.breakpoints(con, row["fit_id"]),
                 "metrics": {k: v for k, v in sorted(sc.metrics.items()) if v == v},
+                # {"k", "method", "means"}: the API rebuilds the same reason expressions.
+                "reasons": _reasons(row.get("reasons")),
             }
         )
     for entry in models.values():
@@ -78,6 +80,13 @@ def manifest(defs, con: duckdb.DuckDBPyConnection, scored: list[writer.Scored]) 
         "models": [models[m.name] for m in defs.models if models[m.name]["fits"]],
         "summaries": summaries,
     }
+
+
+def _reasons(doc: str | None) -> dict | None:
+    if not doc:
+        return None
+    d = json.loads(doc)
+    return {"k": d["k"], "method": d["method"], "means": d["means"]}
 
 
 def write(warehouse: Path, content: dict) -> Path:

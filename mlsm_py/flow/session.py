@@ -117,9 +117,14 @@ def sync_files(
 ) -> list[str]:
     """Render the generated dbt files from the registry, write what differs, and record each
     score model's checksum for the provenance test."""
+    from mlsm_py.dbt import reasons_sql
+
     scored = ranked_fits(s, con, overlay)
     files = writer.render(s.defs, scored)
     changed = writer.write(s.project.dbt_dir, files)
+    seed = reasons_sql.ensure_seed(s.project.dbt_dir, s.defs)
+    if seed:
+        changed.append(f"{seed} (reason texts: yours to edit)")
     store.record_generated(con, writer.score_files(files, scored))
     if overlay is None:  # a running retrain's overlay is not served before it publishes
         write_serving(s, con, scored)
@@ -174,6 +179,7 @@ def fit_row(c, actor: str, artifact_rel: str) -> dict:  # c: flow.compiled.Compi
         "parity_passed": report.passed,
         "parity": json.dumps(report.to_dict(), sort_keys=True, default=repr),
         "segment": f.segment,
+        "reasons": json.dumps(c.reasons, sort_keys=True) if c.reasons else None,
     }
 
 

@@ -64,7 +64,8 @@ TABLES = {
         parity_tolerance double not null,
         parity_passed boolean not null,
         parity varchar not null,
-        segment varchar
+        segment varchar,
+        reasons varchar
     """,
     "fit_metrics": """
         fit_id varchar not null,

@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from mlsm_py.errors import MlsmError
 
+# How a worker process (`--workers N`) finds the project: uvicorn starts workers from an
+# import string, so the parent passes the project through the environment.
+_PROJECT_ENV = "MLSM_SERVE_PROJECT"
+_WAREHOUSE_ENV = "MLSM_SERVE_WAREHOUSE"
 
-def run(s, host: str, port: int) -> None:
+
+def _watcher(s):
+    from mlsm_py.serve.state import Watcher, reason_texts
+
+    return Watcher(s.project.warehouse, s.defs, texts=reason_texts(s.project.dbt_dir))
+
+
+def worker_app():
+    """The app of one worker process: its own state and manifest watcher."""
+    from mlsm_py import project
+    from mlsm_py.flow.session import Session
+    from mlsm_py.serve.app import create_app
+
+    p = project.load(os.environ[_PROJECT_ENV], os.environ.get(_WAREHOUSE_ENV) or None)
+    watcher = _watcher(Session(p, lambda _: None))
+    watcher.start()
+    return create_app(watcher)
+
+
+def run(s, host: str, port: int, workers: int = 1) -> None:
     """Load the champions from the serving manifest and serve until interrupted. Server logs
-    go to the project's log file unless --verbose."""
+    go to the project's log file unless --verbose. `workers` > 1 runs that many processes on
+    one port (each with its own copy of the champions): throughput under concurrent requests
+    on a machine with as many cores."""
     try:
         import uvicorn
 
@@ -18,33 +44,36 @@ def run(s, host: str, port: int) -> None:
         raise MlsmError(
             f"mlsm serve needs FastAPI and uvicorn ({e.name} is missing): pip install 'mlsm[serve]'"
         ) from None
-    from mlsm_py.serve.state import Watcher
-
-    watcher = Watcher(s.project.warehouse, s.defs)
+    if workers < 1:
+        raise MlsmError(f"--workers must be at least 1 (got {workers})")
+    watcher = _watcher(s)  # loaded here too: a broken manifest fails before any worker starts
     st = watcher.state
     if not st.models:
         raise MlsmError("no live model has a champion yet; run `mlsm train` first")
-    watcher.start()
     s.say(
         f"serving {len(st.models)} model(s), {len(st.fits)} champion fit(s) on "
-        f"http://{host}:{port} (OpenAPI docs at /docs); Ctrl-C stops"
+        f"http://{host}:{port} (OpenAPI docs at /docs), {workers} worker(s); Ctrl-C stops"
     )
     if not s.verbose:
         s.say(f"      server log: {s.project.log_file}")
-    level = "info" if s.verbose else "warning"
-    config = uvicorn.Config(
-        create_app(watcher),
-        host=host,
-        port=port,
-        log_level=level,
-        access_log=s.verbose,
-        log_config=None if not s.verbose else uvicorn.config.LOGGING_CONFIG,
-    )
-    if not s.verbose:
+        s.project.logs_dir.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(s.project.log_file)
         for name in ("uvicorn", "uvicorn.error", "mlsm.serve"):
             logging.getLogger(name).addHandler(handler)
+    common = {
+        "host": host,
+        "port": port,
+        "log_level": "info" if s.verbose else "warning",
+        "access_log": s.verbose,
+        "log_config": uvicorn.config.LOGGING_CONFIG if s.verbose else None,
+    }
+    if workers > 1:
+        os.environ[_PROJECT_ENV] = str(s.project.root)
+        os.environ[_WAREHOUSE_ENV] = str(s.project.warehouse)
+        uvicorn.run("mlsm_py.serve:worker_app", factory=True, workers=workers, **common)
+        return
+    watcher.start()
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(uvicorn.Config(create_app(watcher), **common)).run()
     finally:
         watcher.stop()

@@ -40,6 +40,7 @@ def _winner(spec, order: list[str], scores: Mapping[str, dict], key: Any) -> dic
         "percentile": None,
         "decile": None,
         "arm": None,
+        "reasons": None,
     }
     live = [scores.get(n) for n in order]
     valid = [s for s in live if _valid(s)]
@@ -71,4 +72,5 @@ def _as_winner(spec, s: dict) -> dict:
         "percentile": s["percentile"],
         "decile": decile(s["percentile"]),
         "arm": None,
+        "reasons": s.get("reasons"),  # the winning score's reason codes, as the call list has
     }

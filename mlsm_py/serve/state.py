@@ -40,14 +40,29 @@ class FitScorer:
     bands: Bands
     lower: tuple[float, ...]  # bands.lower as a list, for bisect
 
+    reasons: int = 0
+    texts: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
     def score(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        values = dict(zip(self.py.outputs, self.py.fn(*self.py.args(record)), strict=True))
-        s = values.pop("score")
+        values = self.py.fn(*self.py.args(record))
+        s = values[0]
         s = None if s is None or s != s else float(s)
         pct = self.percentile(s)
-        out = {"score": s, "percentile": pct, "decile": decile(pct)}
-        out.update(values)
+        out: dict[str, Any] = {"score": s, "percentile": pct, "decile": decile(pct)}
+        if self.reasons:
+            out["reasons"] = [
+                self._reason(values[1 + 2 * i], values[2 + 2 * i]) for i in range(self.reasons)
+            ]
         return out
+
+    def _reason(self, name: str | None, value: float) -> dict[str, Any]:
+        v = None if value is None or value != value else float(value)
+        direction = "up" if v is not None and v >= 0 else "down"
+        return {
+            "input": name,
+            "contribution": v,
+            "text": self.texts.get((name, direction), name) if name is not None else None,
+        }
 
     def percentile(self, s: float | None) -> float | None:
         """`train.summary.place` for one score (the warehouse's `place_in_bands`)."""
@@ -119,10 +134,21 @@ class State:
         return [(self.models[n].spec.key, self.models[n].spec.fields) for n in names]
 
 
-def load_fit(warehouse: Path, entry: Mapping[str, Any], m: Model) -> FitScorer:
+def load_fit(
+    warehouse: Path, entry: Mapping[str, Any], m: Model, texts: Mapping | None = None
+) -> FitScorer:
+    """The fit compiled to the Python target: its score, and the reason codes its SQL
+    publishes (the same expressions, rebuilt from the artifact and the stored means)."""
     path = artifacts.resolve(warehouse, entry["artifact"])
     estimator = artifacts.load(path, entry["artifact_sha256"])
-    py = compile_python(assemble(estimator).outputs(), name="score")
+    outputs = assemble(estimator).outputs()
+    why = entry.get("reasons")
+    if why:
+        from mlsm_py.compile import reasons as rc
+
+        c = rc.contributions(estimator, method=why["method"], means=why["means"])
+        outputs = [*outputs, *rc.top_reasons(c, why["k"])]
+    py = compile_python(outputs, name="score")
     bands = Bands.of(entry["breakpoints"])
     return FitScorer(
         entry["fit_id"],
@@ -133,10 +159,28 @@ def load_fit(warehouse: Path, entry: Mapping[str, Any], m: Model) -> FitScorer:
         py,
         bands,
         tuple(float(x) for x in bands.lower),
+        why["k"] if why else 0,
+        dict(texts or {}),
     )
 
 
-def load_state(warehouse: Path, defs: Definitions, cache: Mapping[str, FitScorer]) -> State:
+def reason_texts(dbt_dir: Path) -> dict[tuple[str, str], str]:
+    """The project's reason_texts seed: (input column, up|down) -> text."""
+    import csv
+
+    path = dbt_dir / "seeds" / "reason_texts.csv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        return {(r["input_column"], r["direction"]): r["text"] for r in csv.DictReader(f)}
+
+
+def load_state(
+    warehouse: Path,
+    defs: Definitions,
+    cache: Mapping[str, FitScorer],
+    texts: Mapping[tuple[str, str], str] | None = None,
+) -> State:
     """A State from the manifest; fits already compiled (`cache`, by fit id) are reused."""
     path = serving.manifest_file(warehouse)
     if not path.is_file():
@@ -156,7 +200,7 @@ def load_state(warehouse: Path, defs: Definitions, cache: Mapping[str, FitScorer
         for f in entry["fits"]:
             if f["role"] != store.CHAMPION:
                 continue
-            scorer = cache.get(f["fit_id"]) or load_fit(warehouse, f, m)
+            scorer = cache.get(f["fit_id"]) or load_fit(warehouse, f, m, texts)
             fits[scorer.fit_id] = scorer
             if f["segment"] is None:
                 champion = scorer
@@ -177,13 +221,20 @@ class Watcher:
     replaced (a promotion, a rollback, a publication). A failed reload keeps the old State and
     is reported by /health."""
 
-    def __init__(self, warehouse: Path, defs: Definitions, interval: float = 0.25):
+    def __init__(
+        self,
+        warehouse: Path,
+        defs: Definitions,
+        interval: float = 0.25,
+        texts: Mapping[tuple[str, str], str] | None = None,
+    ):
         self.warehouse = warehouse
         self.defs = defs
+        self.texts = texts
         self.interval = interval
         self.error: str | None = None
         self._stamp = self._stat()
-        self.state = load_state(warehouse, defs, {})
+        self.state = load_state(warehouse, defs, {}, texts)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -200,7 +251,7 @@ class Watcher:
         if stamp is None or stamp == self._stamp:
             return False
         try:
-            new = load_state(self.warehouse, self.defs, self.state.fits)
+            new = load_state(self.warehouse, self.defs, self.state.fits, self.texts)
         except Exception as e:  # keep serving the old champions, say why on /health
             self.error = f"reload failed, serving the previous champions: {e}"
             log.exception("manifest reload failed")

@@ -47,6 +47,9 @@ class Fit:
     reference: list = field(default_factory=list)  # training distribution per input (drift)
     samples: Any = None  # DataFrame (record_key, sample, label): the rows the fit saw, as what
     segment: str | None = None  # the level a segment fit is for; None: the global fit
+    # A linear model's reason codes read the training means of its transformed inputs; they
+    # are stored with the fit, which is compiled again later without its training data.
+    reason_means: tuple[float, ...] | None = None
 
     @property
     def estimator_name(self) -> str:
@@ -216,7 +219,18 @@ def fit_windows(model: Model, w: Windows, segment: str | None = None) -> Fit:
         [row for f in model.fields for row in reference(train_df[f.name], f).rows()],
         samples(model, train_df, val_df, hold_df),
         segment,
+        _reason_means(model, estimator, X_train),
     )
+
+
+def _reason_means(model: Model, estimator: Any, X_train: pd.DataFrame) -> tuple | None:
+    from mlsm_py.compile import reasons
+
+    steps = [st for _, st in getattr(estimator, "steps", [])]
+    final = [st for st in steps if st not in (None, "passthrough")][-1] if steps else estimator
+    if not model.reasons or not reasons.is_linear(final):
+        return None
+    return tuple(reasons.linear_means(estimator, X_train))
 
 
 def samples(model: Model, train_df, val_df, hold_df) -> pd.DataFrame:

@@ -113,8 +113,9 @@ def test_api_answers_equal_the_published_rows(served):
     root, client, _ = served
     pub = _published(
         root,
-        "select lead_id, model_name, fit_id, segment, fallback, score, percentile, decile "
-        "from published.scores where role = 'champion' and model_status = 'live' "
+        "select lead_id, model_name, fit_id, segment, fallback, score, percentile, decile, "
+        + ", ".join(f"reason_{i}, reason_{i}_contribution" for i in range(1, 5))
+        + " from published.scores where role = 'champion' and model_status = 'live' "
         "order by lead_id",
     )
     keys = sorted({r["lead_id"] for r in pub})[:300]
@@ -138,6 +139,12 @@ def test_api_answers_equal_the_published_rows(served):
         assert _close(s["score"], r["score"]), (r, s)
         assert _close(s["percentile"], r["percentile"]), (r, s)
         assert s["decile"] == r["decile"], (r, s)
+        # Reason codes: the same inputs and contributions as the scoring SQL published.
+        for i, why in enumerate(s["reasons"], 1):
+            assert why["input"] == r[f"reason_{i}"], (r, s)
+            assert _close(why["contribution"], r[f"reason_{i}_contribution"]), (r, s)
+            assert why["text"]  # from the project's reason_texts seed
+    assert all(len(got[(r["lead_id"], r["model_name"])]["reasons"]) == 4 for r in want)
     winners = _published(
         root,
         "select lead_id, summary_model, winning_model, winning_fit_id, score, decile "
@@ -156,6 +163,24 @@ def test_api_answers_equal_the_published_rows(served):
         assert _close(a["score"], w["score"]), (w, a)
         checked += 1
     assert checked >= len(keys)
+    # The call list shows the winner's reasons in words, from the seed; so does the API.
+    calls = _published(
+        root,
+        "select lead_id, reason_1, reason_1_text, reason_2_text from published.call_list",
+    )
+    texts = 0
+    for c in calls:
+        if c["lead_id"] in set(keys):
+            (a,) = [w for w in got_winners(got, c["lead_id"])]
+            assert a["reasons"][0]["input"] == c["reason_1"]
+            assert a["reasons"][0]["text"] == c["reason_1_text"]
+            assert a["reasons"][1]["text"] == c["reason_2_text"]
+            texts += c["reason_1_text"] != c["reason_1"]  # a seed text, not the bare name
+    assert texts > 0
+
+
+def got_winners(got: dict, key) -> list[dict]:
+    return [v for (k, what), v in got.items() if k == key and what.startswith("winner:")]
 
 
 def _record(root: Path) -> dict:
