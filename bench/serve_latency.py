@@ -151,12 +151,28 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=20_000, help="demo size when no --project")
     ap.add_argument("--requests", type=int, default=2000, help="requests per cell (bound)")
     ap.add_argument("--seconds", type=float, default=20.0, help="time per cell (bound)")
+    ap.add_argument("--workers", default="1,2", help="server processes to try (default 1,2)")
     args = ap.parse_args()
     root = args.project.resolve() if args.project else _demo(args.rows)
     records = _records(root, 100)
+    for workers in [int(w) for w in args.workers.split(",")]:
+        _server_cells(root, records, workers, args)
+    _in_process(root, records)
+
+
+def _server_cells(root: Path, records: list[dict], workers: int, args) -> None:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlsm_py.cli", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "mlsm_py.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -174,8 +190,10 @@ def main() -> None:
                     raise SystemExit(f"mlsm serve did not start: {proc.stdout.read()}") from None
                 time.sleep(0.2)
         models = httpx.get(f"{url}/models").json()["models"]
+        time.sleep(3 if workers > 1 else 0)  # every worker up before the first cell
         print(
-            f"server: {health['models']} live models, {health['fits']} champion fits "
+            f"server, {workers} worker(s): {health['models']} live models, "
+            f"{health['fits']} champion fits "
             f"({', '.join(m['model'] for m in models)}); every answer has scores, "
             "percentile, decile and winners"
         )
@@ -198,6 +216,9 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _in_process(root: Path, records: list[dict]) -> None:
     lib, ev = _library_and_evaluator(root, records[0], 300)
     print("one record, in-process, per live champion (ms, p50 / p99):")
     print(f"  {'model':<18} {'library predict_proba':>22} {'compiled evaluator':>20} {'ratio':>7}")

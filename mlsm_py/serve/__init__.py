@@ -68,9 +68,20 @@ def run(s, host: str, port: int, workers: int = 1) -> None:
         "log_config": uvicorn.config.LOGGING_CONFIG if s.verbose else None,
     }
     if workers > 1:
+        import socket
+
+        from uvicorn.supervisors import Multiprocess
+
         os.environ[_PROJECT_ENV] = str(s.project.root)
         os.environ[_WAREHOUSE_ENV] = str(s.project.warehouse)
-        uvicorn.run("mlsm_py.serve:worker_app", factory=True, workers=workers, **common)
+        config = uvicorn.Config("mlsm_py.serve:worker_app", factory=True, workers=workers, **common)
+        sock = config.bind_socket()
+        # Workers get the listening socket re-created from its descriptor, whose protocol
+        # number asyncio does not recognise as TCP, so it leaves Nagle's algorithm on: with
+        # delayed ACKs every response then waits ~40 ms (measured: 44 ms for /health).
+        # Accepted connections inherit TCP_NODELAY from the listening socket on Linux.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        Multiprocess(config, sockets=[sock]).run()
         return
     watcher.start()
     try:

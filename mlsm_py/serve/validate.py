@@ -9,6 +9,7 @@ record is refused ("required")."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 
 from mlsm_py.contracts import rules_of
 from mlsm_py.spec import Field
+
+_rules = functools.lru_cache(maxsize=None)(rules_of)  # fields are frozen: rules per field once
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def _check_value(f: Field, v: Any) -> str | None:
         return f"{f.name} is a number: a JSON number or null"
     if f.type == "integer" and not float(v).is_integer():
         return f"{f.name} must be an integer"
-    for rule in rules_of(f):
+    for rule in _rules(f):
         if rule.kind == "finite" and not math.isfinite(float(v)):
             return rule.words
         low = f.min is not None and v < f.min

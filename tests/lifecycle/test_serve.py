@@ -279,6 +279,38 @@ def test_promotion_shows_without_restart_and_never_mixes(served):
     assert {before, challenger} <= seen
 
 
+def test_two_workers_answer_like_one(served):
+    """--workers 2: two processes on one port, each with its own copy of the champions."""
+    root, client, _ = served
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlsm_py.cli", "serve", "--port", str(port), "--workers", "2"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    body = {"records": [_record(root)]}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as other:
+            deadline = time.time() + 120
+            while True:
+                try:
+                    got = other.post("/score", json=body)
+                    break
+                except httpx.TransportError:
+                    if proc.poll() is not None or time.time() > deadline:
+                        pytest.fail(f"mlsm serve --workers 2 did not start: {proc.stdout.read()}")
+                    time.sleep(0.3)
+            answers = [other.post("/score", json=body).json()["results"] for _ in range(8)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    want = client.post("/score", json=body).json()["results"]
+    assert got.status_code == 200 and got.json()["results"] == want
+    assert all(a == want for a in answers)
+
+
 def _wait_for(client: httpx.Client, model: str, fit_id: str) -> None:
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -18,6 +18,20 @@ features as (
 
 ),
 
+reasons as (
+
+    select lead_id, fit_id, reason_1, reason_1_contribution, reason_2, reason_2_contribution, reason_3, reason_3_contribution, reason_4, reason_4_contribution
+    from {{ ref('scores') }}
+    where role = 'champion'
+
+),
+
+reason_texts as (
+
+    select * from {{ ref('reason_texts') }}
+
+),
+
 final as (
 
     select
@@ -29,6 +43,18 @@ final as (
         winners.winning_model,
         winners.winning_version,
         winners.winning_fit_id,
+        reasons.reason_1,
+        reasons.reason_1_contribution,
+        coalesce(text_1.text, reasons.reason_1) as reason_1_text,
+        reasons.reason_2,
+        reasons.reason_2_contribution,
+        coalesce(text_2.text, reasons.reason_2) as reason_2_text,
+        reasons.reason_3,
+        reasons.reason_3_contribution,
+        coalesce(text_3.text, reasons.reason_3) as reason_3_text,
+        reasons.reason_4,
+        reasons.reason_4_contribution,
+        coalesce(text_4.text, reasons.reason_4) as reason_4_text,
         features.created_at,
         features.country,
         features.company_size,
@@ -40,6 +66,16 @@ final as (
         winners.run_id
     from winners
     inner join features on features.lead_id = winners.lead_id
+    left join reasons on reasons.lead_id = winners.lead_id
+        and reasons.fit_id = winners.winning_fit_id
+    left join reason_texts as text_1 on text_1.input_column = reasons.reason_1
+        and text_1.direction = case when reasons.reason_1_contribution >= 0 then 'up' else 'down' end
+    left join reason_texts as text_2 on text_2.input_column = reasons.reason_2
+        and text_2.direction = case when reasons.reason_2_contribution >= 0 then 'up' else 'down' end
+    left join reason_texts as text_3 on text_3.input_column = reasons.reason_3
+        and text_3.direction = case when reasons.reason_3_contribution >= 0 then 'up' else 'down' end
+    left join reason_texts as text_4 on text_4.input_column = reasons.reason_4
+        and text_4.direction = case when reasons.reason_4_contribution >= 0 then 'up' else 'down' end
 
 )
 

@@ -13,18 +13,18 @@ fits as (
 
     select * from (values
         ('lead_extra_trees', 'champion', '1c60ce3ebd791c8a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_forest', 'champion', 'b586c9e8e4d6469e', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '056c3aed06ff38fc', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '3619515c7d06cf87', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', 'a9f9b59b4c8a0a6a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '19d259d3681085b3', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '0c06487905045f7a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '90002ce8dc821bea', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', 'f828e90590dfbaca', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', 'd35969c358692b09', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '3b83c8d6873c4efd', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '9054ea70170a26fe', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_logreg', 'champion', '8517b880042e18a7', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }}))
+        ('lead_forest', 'champion', '705fb2fb5faaf29d', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', 'bbba2f2a996512a7', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', 'd760bb3cfd93fc5a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '992c81e9172d760d', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '5393007d2c8c3032', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', 'bbef784b5c8dfae1', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '271c9ba82f9e29a8', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', 'e48371da63752d80', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '7f0b0ca1e6717295', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '7367185194c5baa5', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '1ccbf7a05f00f75a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_logreg', 'champion', 'efc1672bf03799b4', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }}))
     ) as t(model_name, role, fit_id, warn_at, error_at, min_rows, mean_low, mean_high)
 
 ),
