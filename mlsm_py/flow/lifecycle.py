@@ -50,7 +50,7 @@ def _fit_and_compile(s: Session, con: duckdb.DuckDBPyConnection, m: Model) -> Ga
     c = compile_fit(fit, con)  # the global fit failing parity stops the run, as it did
     s.say(
         f"  {m.name}: fit {c.fit_id}, {c.route} route; parity over {c.parity.rows_checked:,} "
-        f"rows, max |diff| {c.parity.max_abs_diff:.2e}"
+        f"rows, max |diff| {c.parity.max_abs_diff:.2e}" + _legs(c)
     )
     out = Gated(m, [c], t.fallback, t.failed)
     if not m.segments:
@@ -349,6 +349,15 @@ def run_retrain(s: Session, propose: bool = False, names: Sequence[str] = ()) ->
         for w in row["warnings"]:
             s.say(f"      warning: {w}")
     return outcomes
+
+
+def _legs(c) -> str:
+    """The gate's other checks in a few words: the API's evaluator, and the reason codes."""
+    ev = c.parity.evaluator_max_abs_diff
+    out = f" (API evaluator {ev:.2e})" if ev is not None else " (not servable: library only)"
+    if c.reasons:
+        out += f"; {c.reasons['k']} reasons gated"
+    return out
 
 
 def outcome_lines(outcomes: list[Outcome], trained: list[Gated]) -> list[str]:

@@ -44,14 +44,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    root = demo_project(tmp_path_factory.mktemp("serve"))
-    out = mlsm("demo", "--rows", "3000", cwd=root)
-    assert out.returncode == 0, out.stdout + out.stderr
+def _start(root: Path, *extra: str) -> tuple[subprocess.Popen, httpx.Client]:
+    """`mlsm serve` as a new process on a free loopback port, once it answers /health."""
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlsm_py.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "mlsm_py.cli", "serve", "--port", str(port), *extra],
         cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -62,17 +59,29 @@ def served(tmp_path_factory):
     while True:
         try:
             if client.get("/health").status_code == 200:
-                break
+                return proc, client
         except httpx.TransportError:
             pass
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
-            pytest.fail(f"mlsm serve did not start: {proc.stdout.read()}")
+            pytest.fail(f"mlsm serve {' '.join(extra)} did not start: {proc.stdout.read()}")
         time.sleep(0.2)
-    yield root, client, proc
+
+
+def _stop(proc: subprocess.Popen, client: httpx.Client) -> None:
     proc.terminate()
     proc.wait(timeout=30)
     client.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = demo_project(tmp_path_factory.mktemp("serve"))
+    out = mlsm("demo", "--rows", "3000", cwd=root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    proc, client = _start(root)
+    yield root, client, proc
+    _stop(proc, client)
 
 
 def _published(root: Path, sql: str) -> list[dict]:
@@ -282,33 +291,14 @@ def test_promotion_shows_without_restart_and_never_mixes(served):
 def test_two_workers_answer_like_one(served):
     """--workers 2: two processes on one port, each with its own copy of the champions."""
     root, client, _ = served
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlsm_py.cli", "serve", "--port", str(port), "--workers", "2"],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     body = {"records": [_record(root)]}
+    proc, other = _start(root, "--workers", "2")
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as other:
-            deadline = time.time() + 120
-            while True:
-                try:
-                    got = other.post("/score", json=body)
-                    break
-                except httpx.TransportError:
-                    if proc.poll() is not None or time.time() > deadline:
-                        pytest.fail(f"mlsm serve --workers 2 did not start: {proc.stdout.read()}")
-                    time.sleep(0.3)
-            answers = [other.post("/score", json=body).json()["results"] for _ in range(8)]
+        answers = [other.post("/score", json=body) for _ in range(8)]
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        _stop(proc, other)
     want = client.post("/score", json=body).json()["results"]
-    assert got.status_code == 200 and got.json()["results"] == want
-    assert all(a == want for a in answers)
+    assert all(a.status_code == 200 and a.json()["results"] == want for a in answers)
 
 
 def _wait_for(client: httpx.Client, model: str, fit_id: str) -> None:
