@@ -27,6 +27,7 @@ def test_demo_end_to_end(demo):
     assert str(root / "warehouse" / "mlsm.duckdb") in text  # says where the warehouse is
     assert "loading 3,000 synthetic leads" in text
     assert "ROC AUC" in text and "top-10% capture" in text and "max |diff|" in text
+    assert "(API evaluator " in text and "4 reasons gated" in text
     assert "is the champion (first fit)" in text and "published run" in text
     assert "FROM published.call_list" in text and "LIMIT 5" in text
     # The summary is evaluated next to its members, and the default rule does not lose.
@@ -141,6 +142,8 @@ def test_verify_and_unknown_model(demo):
     assert verify.returncode == 0, verify.stderr[-3000:]
     assert "artifact sha256 verified" in verify.stdout
     assert "fuzzed: 5,000 rows checked" in verify.stdout
+    # The third leg: the API's evaluator on the same rows, within the gate's tolerance.
+    assert "serving evaluator (the API's)" in verify.stdout and "(ok)" in verify.stdout
     assert "0 rows above tolerance" in verify.stdout and "parity holds" in verify.stdout
     unknown = mlsm("verify", "no_such_model", cwd=root)
     assert unknown.returncode == 1

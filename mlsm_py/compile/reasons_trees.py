@@ -94,7 +94,11 @@ def _paths(
 
 def _sk_tree(tree: Any, xs: list[ast.Expr], values: np.ndarray, route_missing: bool) -> PathTree:
     left, right, feature = tree.children_left, tree.children_right, tree.feature
-    ids = np.arange(tree.node_count, dtype="float64")
+    # Leaves numbered 0..L-1 in node order (not by node index, which counts the inner nodes
+    # too): a lookup array per tree and input is then as long as the tree has leaves.
+    is_leaf = left == -1
+    dense = np.cumsum(is_leaf) - 1
+    ids = np.where(is_leaf, dense, 0).astype("float64")
     leaf = ast.IdExpr(skt.tree_expr(tree, xs, ids, route_missing=route_missing), to_reuse=True)
     paths = _paths(
         0,
@@ -102,6 +106,7 @@ def _sk_tree(tree: Any, xs: list[ast.Expr], values: np.ndarray, route_missing: b
         lambda n: int(feature[n]),
         lambda n: float(values[n]),
     )
+    paths = {int(dense[n]): acc for n, acc in paths.items()}
     return PathTree(leaf if left[0] != -1 else None, paths, float(values[0]))
 
 

@@ -160,7 +160,8 @@ def models_section(page: data.Page, f: data.Filters) -> None:
         st.dataframe(models, hide_index=True, column_config=rates)
     realised = only(page.realised, f)
     if not realised.empty:
-        shown = realised.assign(series=realised["model"] + " " + realised["role"])
+        seg = realised["segment"].where(realised["segment"] == "", " " + realised["segment"])
+        shown = realised.assign(series=realised["model"] + seg + " " + realised["role"])
         line(naive(shown, "cohort"), "cohort", "roc_auc", "series", "Realised ROC AUC by cohort")
     st.subheader("Decisions")
     decisions = only(page.decisions, f)

@@ -257,9 +257,12 @@ def load(con: duckdb.DuckDBPyConnection, key: str, call_list: str | None, f: Fil
         realised=_optional(
             con,
             f"{MONITORING}.realised_performance",
-            "select cohort, model_name as model, role, fit_id, records, positives, roc_auc, "
-            f"capture_at_10, mean_score, observed_rate from {MONITORING}.realised_performance "
-            "order by cohort, model, role",
+            # A segmented model has a fit per segment in each cohort: one series each.
+            "select r.cohort, r.model_name as model, r.role, r.fit_id, "
+            "coalesce(f.segment, '') as segment, r.records, r.positives, r.roc_auc, "
+            "r.capture_at_10, r.mean_score, r.observed_rate "
+            f"from {MONITORING}.realised_performance r left join {SCHEMA}.fits f using (fit_id) "
+            "order by cohort, model, role, segment",
         ),
         decisions=_optional(
             con,

@@ -177,8 +177,9 @@ def test_contributions_are_leaf_constants_of_the_path() -> None:
     assert c.expected == pytest.approx(y.mean())
     assert [_shape(t) for t in c.terms[1:]] == [_shape(ast.IdExpr(ast.num(0.0), True))] * 2
     lookup = c.terms[0].expr
-    leaves = np.flatnonzero(model.tree_.children_left == -1)
-    values = [_at_leaf(lookup, float(leaf)) for leaf in leaves]
+    # Leaf ids are the leaves' ranks in node order: 0..L-1.
+    n_leaves = int((model.tree_.children_left == -1).sum())
+    values = [_at_leaf(lookup, float(leaf)) for leaf in range(n_leaves)]
     # Leaves: the means of {0,0}, {1,1}, {4,4}, {8,8} minus the overall mean 3.25.
     assert values == pytest.approx([-3.25, -2.25, 0.75, 4.75])
 

@@ -13,7 +13,7 @@ fits as (
 
     select * from (values
         ('lead_extra_trees', 'champion', '1c60ce3ebd791c8a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_forest', 'champion', '705fb2fb5faaf29d', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_forest', 'champion', '08202533fdef0933', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
         ('lead_lgbm', 'champion', 'bbba2f2a996512a7', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
         ('lead_lgbm', 'champion', 'd760bb3cfd93fc5a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
         ('lead_lgbm', 'champion', '992c81e9172d760d', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
