@@ -29,7 +29,8 @@ TOLERANCE = 1e-9
 
 def _models():
     by_name = {m.name: m for m in MODELS}
-    forest = dataclasses.replace(by_name["lead_forest"], scoring_path="python")
+    # The Python route has no reason columns (they are computed in SQL).
+    forest = dataclasses.replace(by_name["lead_forest"], scoring_path="python", reasons=0)
     knn = dataclasses.replace(
         by_name["lead_extra_trees"],
         name="lead_knn",

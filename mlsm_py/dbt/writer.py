@@ -124,17 +124,29 @@ def published_tables(defs: Definitions) -> list[str]:
     return ["scores", "winners", *extra, *held]
 
 
+def _call_list_doc(summary, first: Model, reasons: int) -> dict:
+    """The call list's yml, its reason columns after the winner's (where the SQL puts them)."""
+    doc = scores_yml.call_list_yml(summary, first)
+    at = [c["name"] for c in doc["columns"]].index("winning_fit_id") + 1
+    doc["columns"][at:at] = reasons_sql.columns_yml(reasons, text=True)
+    return doc
+
+
 def published_docs(defs: Definitions) -> dict[str, tuple[str, dict[str, str]]]:
     """Descriptions of every published table and column (the yml's), for warehouse comments."""
     key = defs.models[0].key
     by_name = {m.name: m for m in defs.models}
+    # Reason columns as declared: a comment is only written on a column the table has.
+    scores_doc = scores_yml.scores_yml(key)
+    scores_doc["columns"] += reasons_sql.columns_yml(max(m.reasons for m in defs.models))
     docs = {
-        "scores": scores_yml.docs_of(scores_yml.scores_yml(key)),
+        "scores": scores_yml.docs_of(scores_doc),
         "winners": scores_yml.docs_of(scores_yml.winners_yml(key)),
     }
     for s in defs.summaries:
         if s.call_list is not None:
-            doc = scores_yml.call_list_yml(s, by_name[s.models[0]])
+            k = max(by_name[n].reasons for n in s.models if n in by_name)
+            doc = _call_list_doc(s, by_name[s.models[0]], k)
             docs[s.call_list.name] = scores_yml.docs_of(doc)
     for rel, (k, fields) in quarantine.relations(defs.models).items():
         doc = quarantine.yml(rel, k, fields)[0]
@@ -224,9 +236,7 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
                     [s for s in scored if s.model.name in summary.models and s.alias == "champion"]
                 )
                 files[SCORES_DIR / f"{summary.call_list.name}.sql"] = call_list(summary, first, k)
-                cl_doc = scores_yml.call_list_yml(summary, first)
-                cl_doc["columns"][8:8] = reasons_sql.columns_yml(k, text=True)
-                docs.append(cl_doc)
+                docs.append(_call_list_doc(summary, first, k))
     files[SCORES_DIR / "_scores.yml"] = _yaml(
         _header(["checks on every score (data checker 2)"], "#"), doc
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 import logging
 import math
 import os
@@ -39,7 +40,6 @@ class FitScorer:
     py: PythonModel
     bands: Bands
     lower: tuple[float, ...]  # bands.lower as a list, for bisect
-
     reasons: int = 0
     texts: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
@@ -48,12 +48,9 @@ class FitScorer:
         s = values[0]
         s = None if s is None or s != s else float(s)
         pct = self.percentile(s)
-        out: dict[str, Any] = {"score": s, "percentile": pct, "decile": decile(pct)}
-        if self.reasons:
-            out["reasons"] = [
-                self._reason(values[1 + 2 * i], values[2 + 2 * i]) for i in range(self.reasons)
-            ]
-        return out
+        # [] for a model that declares no reasons: every answer has the same shape.
+        why = [self._reason(values[1 + 2 * i], values[2 + 2 * i]) for i in range(self.reasons)]
+        return {"score": s, "percentile": pct, "decile": decile(pct), "reasons": why}
 
     def _reason(self, name: str | None, value: float) -> dict[str, Any]:
         v = None if value is None or value != value else float(value)
@@ -186,7 +183,7 @@ def load_state(
     if not path.is_file():
         raise MlsmError(f"no serving manifest at {path}; `mlsm train` or `mlsm build` writes it")
     data = path.read_bytes()
-    doc = __import__("json").loads(data)
+    doc = json.loads(data)
     fits: dict[str, FitScorer] = {}
     models: dict[str, ModelServing] = {}
     for entry in doc["models"]:
