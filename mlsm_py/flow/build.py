@@ -146,7 +146,10 @@ def build(s: Session, run_id: str | None = None, command: str = "build") -> dict
             con, s.project.warehouse, writer.published_tables(s.defs), writer.published_docs(s.defs)
         )
         row["readers_seconds"] = time.perf_counter() - t2
-        write_serving(s, con)  # a retrain's champions are applied now: serve them
+        if not own_run:  # a retrain's champions are applied now: serve them (a plain
+            # build's manifest was written by sync_files above, from the same aliases; the
+            # routed metrics it needs would be recomputed for nothing)
+            write_serving(s, con)
         row["fallback"] = fallback_counts(con, s)
     row["dbt_seconds"] = dbt_s
     row["dbt_summary"] = outcome.summary()

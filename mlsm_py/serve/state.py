@@ -6,6 +6,7 @@ request takes one State for its whole response, so it never mixes two champions.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import json
 import logging
@@ -90,16 +91,19 @@ class ModelServing:
 
     def segment_of(self, record: Mapping[str, Any]) -> str | None:
         """The record's segment as `segments.labels` names it (None: a NULL part)."""
-        if not self.spec.segments:
-            return None
-        types = {f.name: f.type for f in self.spec.fields}
         parts = []
-        for c in self.spec.segments:
+        for c, integer in self._segment_columns:
             v = record.get(c)
             if v is None:
                 return None
-            parts.append(str(int(v)) if types[c] == "integer" else str(v))
-        return SEP.join(parts)
+            parts.append(str(int(v)) if integer else str(v))
+        return SEP.join(parts) if parts else None
+
+    @functools.cached_property
+    def _segment_columns(self) -> tuple[tuple[str, bool], ...]:
+        """(column, is an integer field) per segment column: once, not per record."""
+        types = {f.name: f.type for f in self.spec.fields}
+        return tuple((c, types[c] == "integer") for c in self.spec.segments)
 
     def score(self, record: Mapping[str, Any]) -> dict[str, Any] | None:
         seg = self.segment_of(record)
