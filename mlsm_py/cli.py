@@ -24,7 +24,7 @@ def _session(args: argparse.Namespace, actor: str | None = None):
     from mlsm_py import project
     from mlsm_py.flow.session import Session
 
-    p = project.load(args.project, args.warehouse)
+    p = project.load(args.project, args.warehouse, args.target)
     s = Session(p, _say, verbose=args.verbose)
     if args.actor or actor:
         s.actor = args.actor or actor
@@ -197,7 +197,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     s.require_warehouse()
     if not s.defs.summaries:
         raise MlsmError("the project defines no summary model to evaluate")
-    with hold(s.project.warehouse, "evaluate"), s.registry() as con:
+    with hold(s.project.state, "evaluate"), s.registry() as con:
         _say("summary models on the holdout (the current champions), next to their members:")
         evaluate.report(s, con)
         _say("on realised outcomes (each record as first published, outcome since arrived):")
@@ -212,7 +212,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     s = _session(args)
     s.require_warehouse()
-    with hold(s.project.warehouse, "report"):
+    with hold(s.project.state, "report"):
         out = html.write(s, Path(args.out) if args.out else None)
     _say(f"report: {out}")
     return 0
@@ -221,7 +221,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from mlsm_py import dashboard, project
 
-    p = project.load(args.project, args.warehouse)
+    p = project.load(args.project, args.warehouse, args.target)
+    if p.target.kind != "duckdb":
+        raise MlsmError(
+            f"mlsm dashboard reads the DuckDB readers' copy; dbt target {p.target.name!r} is "
+            f"{p.target.kind}: point a BI tool at published.* and monitoring.* there"
+        )
     return dashboard.run(p.root, p.warehouse, args.host, args.port, args.verbose, _say)
 
 
@@ -239,6 +244,11 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--project", help="project directory (default: the current directory)")
     common.add_argument("--warehouse", help="DuckDB file (default: from the project config)")
+    common.add_argument(
+        "--target",
+        help="dbt target of the project's profile: the warehouse (default: $MLSM_TARGET, "
+        "else dbt_target in the project config, else the profile's own)",
+    )
     common.add_argument("--actor", help="who is recorded in the audit rows (default: $USER)")
     common.add_argument("--verbose", action="store_true", help="show dbt's own output")
 

@@ -12,11 +12,14 @@ from pathlib import Path
 
 from mlsm_py.errors import MlsmError, SpecError
 from mlsm_py.spec import Definitions
+from mlsm_py.warehouse import targets
+from mlsm_py.warehouse.targets import Target
 
 KEYS = ("definitions", "dbt_project", "dbt_target", "warehouse")
 DEFAULT_WAREHOUSE = "warehouse/mlsm.duckdb"
 # The profile reads the same variable (mlsm sets it for every dbt run).
 WAREHOUSE_ENV = "MLSM_WAREHOUSE"
+TARGET_ENV = "MLSM_TARGET"
 
 
 @dataclass
@@ -27,11 +30,26 @@ class Project:
     warehouse: Path
     dbt_target: str | None = None
     _definitions: Definitions | None = field(default=None, repr=False)
+    _target: Target | None = field(default=None, repr=False)
+
+    @property
+    def target(self) -> Target:
+        """The warehouse: the dbt target `dbt_target` (default: the profile's own)."""
+        if self._target is None:
+            env = {WAREHOUSE_ENV: str(self.warehouse)}
+            self._target = targets.resolve(self.dbt_dir, self.dbt_target, self.warehouse, env)
+        return self._target
+
+    @property
+    def state(self) -> Path:
+        """Where the run lock, the serving manifest and (beside it) the artifacts are: the
+        DuckDB file itself, or warehouse/<target> for a server warehouse."""
+        return self.target.state
 
     @property
     def artifacts_dir(self) -> Path:
         """Artifacts live next to the warehouse, named by their sha256 (content-addressed)."""
-        return self.warehouse.parent / "artifacts"
+        return self.state.parent / "artifacts"
 
     @property
     def logs_dir(self) -> Path:
@@ -65,9 +83,12 @@ def _read_config(root: Path) -> tuple[dict, Path]:
     )
 
 
-def load(directory: str | Path | None = None, warehouse: str | None = None) -> Project:
+def load(
+    directory: str | Path | None = None, warehouse: str | None = None, target: str | None = None
+) -> Project:
     """The project in `directory` (default: the current directory). `warehouse` (a path from
-    the command line) overrides the configured one and is read relative to the cwd."""
+    the command line) overrides the configured one and is read relative to the cwd; `target`
+    (a dbt target of the project's profile) overrides `dbt_target` and $MLSM_TARGET."""
     root = Path(directory or Path.cwd()).resolve()
     config, source = _read_config(root)
     unknown = sorted(set(config) - set(KEYS))
@@ -88,7 +109,8 @@ def load(directory: str | Path | None = None, warehouse: str | None = None) -> P
         text = os.environ.get(WAREHOUSE_ENV) or config.get("warehouse", DEFAULT_WAREHOUSE)
         path = Path(text).expanduser()
         path = (path if path.is_absolute() else root / path).resolve()
-    return Project(root, ref, dbt_dir, path, config.get("dbt_target"))
+    chosen = target or os.environ.get(TARGET_ENV) or config.get("dbt_target")
+    return Project(root, ref, dbt_dir, path, chosen)
 
 
 def load_definitions(root: Path, ref: str) -> Definitions:

@@ -46,10 +46,11 @@ def verify(
     verified first)."""
     model = s.defs.model(model_name)
     say = s.say
-    warehouse = s.project.warehouse
-    if not warehouse.is_file():
-        raise MlsmError(f"warehouse {warehouse} does not exist; run `mlsm train` first")
-    con = duckdb.connect(str(warehouse))
+    target = s.project.target
+    warehouse = target.describe()
+    s.require_warehouse()
+    con = target.connect()
+    engine = target.engine(con)  # the gate runs in the warehouse the fit scores in
     try:
         champion = (
             store.aliases(con, model.name, segment).get(store.CHAMPION)
@@ -61,7 +62,7 @@ def verify(
             where = f" for segment {segment!r}" if segment is not None else ""
             raise MlsmError(f"model {model.name!r} has no champion fit{where} in {warehouse}")
         estimator = artifacts.load(
-            artifacts.resolve(warehouse, record["artifact_path"]), record["artifact_sha256"]
+            artifacts.resolve(s.project.state, record["artifact_path"]), record["artifact_sha256"]
         )
         path = record["route"]
         say(
@@ -71,7 +72,7 @@ def verify(
         holdout = _holdout(con, model, record)
         assembled = assemble(estimator) if path == "sql" else None
         if path == "sql":
-            gate = check_parity(estimator, con, holdout, assembled=assembled)
+            gate = check_parity(estimator, engine, holdout, assembled=assembled)
         else:
             gate = check_parity_python(estimator, con, holdout)
         say(_line("holdout + adversarial", gate.rows_checked, gate.max_abs_diff, gate.sql_passed))
@@ -87,7 +88,8 @@ def verify(
         if fuzz_rows:
             types = input_types(assembled) if assembled else field_types(model.fields)
             table = fuzz_table(types, holdout, fuzz_rows, seed, assembled)
-            fuzz = fuzz_parity(estimator, con, table, types, assembled=assembled, path=path)
+            on = engine if path == "sql" else con
+            fuzz = fuzz_parity(estimator, on, table, types, assembled=assembled, path=path)
             say(
                 _line(
                     "fuzzed", fuzz.parity.rows_checked, fuzz.parity.max_abs_diff, fuzz.parity.passed

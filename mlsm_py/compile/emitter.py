@@ -18,6 +18,7 @@ import math
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -54,15 +55,44 @@ class _State:
 
 
 class SqlEmitter:
-    """Visitor from AST nodes to sqlglot expressions. Dialect differences are small overrides."""
+    """Visitor from AST nodes to sqlglot expressions, for the SQL DuckDB and Spark share.
+    A dialect that differs is a subclass overriding only the hooks it needs (`literal`,
+    `typed_double`, `finish`), as ibis has one compiler per backend; `SqlEmitter(dialect)`
+    returns the dialect's own class."""
 
-    def __init__(self, dialect: str = "duckdb", layout: Layout = DEFAULT_LAYOUT):
-        if dialect not in DIALECTS:
-            raise UnsupportedError(
-                f"dialect {dialect!r} is not supported; supported: {', '.join(DIALECTS)}"
-            )
-        self.dialect = dialect
+    dialect = "duckdb"
+    _classes: dict[str, type[SqlEmitter]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "dialect" in cls.__dict__:  # a dialect's class, not a variant of one (bench/)
+            SqlEmitter._classes.setdefault(cls.dialect, cls)
+
+    def __new__(cls, dialect: str | None = None, layout: Layout = DEFAULT_LAYOUT):
+        if cls is SqlEmitter:
+            name = dialect or "duckdb"
+            if name not in DIALECTS:
+                raise UnsupportedError(
+                    f"dialect {name!r} is not supported; supported: {', '.join(DIALECTS)}"
+                )
+            cls = SqlEmitter._classes[name]
+        return super().__new__(cls)
+
+    def __init__(self, dialect: str | None = None, layout: Layout = DEFAULT_LAYOUT):
         self.layout = layout
+
+    # -- what a dialect overrides ------------------------------------------------------------
+    def literal(self, lit: exp.Expression) -> exp.Expression:
+        """A finite double literal (`1.5E0`, maybe negated) as this dialect must write it."""
+        return lit
+
+    def typed_double(self, typed: exp.Expression) -> exp.Expression:
+        """A double input after NaN became NULL."""
+        return typed
+
+    def finish(self, tree: exp.Select) -> exp.Select:
+        """The whole statement, before it is rendered."""
+        return tree
 
     # -- literals and types ------------------------------------------------------------------
     def double_type(self) -> exp.DataType:
@@ -81,12 +111,7 @@ class SqlEmitter:
         lit: exp.Expression = exp.Literal.number(text)
         # sqlglot spaces binary operators, so "a - -1.5E0" never becomes a "--" comment.
         lit = exp.Neg(this=lit) if math.copysign(1.0, value) < 0 else lit
-        if self.dialect == "postgres":
-            # PostgreSQL reads 1.5E0 as NUMERIC: CASEs of leaves and literal-only arithmetic
-            # would be exact decimal, not float64. The cast goes through the shortest
-            # round-trip text, so it gives the same double (docs/decisions/0012-engines.md).
-            return exp.cast(lit, self.double_type())
-        return lit
+        return self.literal(lit)
 
     # -- the statement -----------------------------------------------------------------------
     def select(
@@ -134,14 +159,7 @@ class SqlEmitter:
         key: str | None,
         constants: dict[str, str | int] | None = None,
     ) -> str:
-        tree = self.select(assembled, table, key, constants)
-        if self.dialect == "postgres":
-            # PostgreSQL inlines a CTE read once, substituting each column by its expression
-            # wherever it is read: a shared column read k times in each of n chained stages
-            # becomes k**n copies (an XGBoost float32-rounding chain planned into 23 GB and was
-            # OOM-killed). MATERIALIZED computes every stage once, as the layout intends.
-            for cte in tree.find_all(exp.CTE):
-                cte.set("materialized", True)
+        tree = self.finish(self.select(assembled, table, key, constants))
         tree, multiline = _protect_multiline_identifiers(tree)
         # Left-deep sums of many trees recurse deeply in sqlglot's generator.
         limit = sys.getrecursionlimit()
@@ -172,26 +190,10 @@ class SqlEmitter:
             # NaN is missing, as in scikit-learn and LightGBM: it must take the NULL route, and
             # NaN = NaN holds on DuckDB, PostgreSQL and Spark alike.
             nan = exp.cast(exp.Literal.string("NaN"), self.double_type())
-            typed = exp.func("nullif", exp.cast(col, self.double_type()), nan)
-            if self.dialect == "postgres":
-                typed = self._flush_subnormal(typed)
+            typed = self.typed_double(exp.func("nullif", exp.cast(col, self.double_type()), nan))
         else:
             typed = exp.cast(col, exp.DataType.build("varchar"))
         return exp.alias_(typed, exp.to_identifier(name, quoted=True))
-
-    def _flush_subnormal(self, value: exp.Expression) -> exp.Expression:
-        # PostgreSQL raises "value out of range: underflow" when a product of non-zero doubles
-        # rounds to zero, e.g. coef 5e-5 * 1e-320, where numpy gives 0. Subnormal inputs are read
-        # as 0: the libraries that cast to float32 (scikit-learn trees, XGBoost) and LightGBM's
-        # zero band read them as 0 already, and for a linear term the change is below 1e-300.
-        return (
-            exp.Case()
-            .when(
-                exp.LT(this=exp.Abs(this=value.copy()), expression=self.number(SMALLEST_NORMAL)),
-                self.number(0.0),
-            )
-            .else_(value)
-        )
 
     def _visit(self, node: ast.Expr, state: _State) -> exp.Expression:
         method = getattr(self, f"visit_{type(node).__name__}", None)
@@ -577,3 +579,44 @@ def parse_check(sql: str, dialect: str) -> None:
     statements = sqlglot.parse(sql, read=dialect)
     if len([s for s in statements if s is not None]) != 1:
         raise UnsupportedError("the compiled SQL did not render as a single statement")
+
+
+class DuckDBEmitter(SqlEmitter):
+    dialect = "duckdb"
+
+
+class SparkEmitter(SqlEmitter):
+    dialect = "spark"
+
+
+class PostgresEmitter(SqlEmitter):
+    dialect = "postgres"
+
+    def literal(self, lit: exp.Expression) -> exp.Expression:
+        # PostgreSQL reads 1.5E0 as NUMERIC: CASEs of leaves and literal-only arithmetic would
+        # be exact decimal, not float64. The cast goes through the shortest round-trip text,
+        # so it gives the same double (docs/decisions/0012-engines.md).
+        return exp.cast(lit, self.double_type())
+
+    def typed_double(self, typed: exp.Expression) -> exp.Expression:
+        # PostgreSQL raises "value out of range: underflow" when a product of non-zero doubles
+        # rounds to zero, e.g. coef 5e-5 * 1e-320, where numpy gives 0. Subnormal inputs are read
+        # as 0: the libraries that cast to float32 (scikit-learn trees, XGBoost) and LightGBM's
+        # zero band read them as 0 already, and for a linear term the change is below 1e-300.
+        return (
+            exp.Case()
+            .when(
+                exp.LT(this=exp.Abs(this=typed.copy()), expression=self.number(SMALLEST_NORMAL)),
+                self.number(0.0),
+            )
+            .else_(typed)
+        )
+
+    def finish(self, tree: exp.Select) -> exp.Select:
+        # PostgreSQL inlines a CTE read once, substituting each column by its expression
+        # wherever it is read: a shared column read k times in each of n chained stages
+        # becomes k**n copies (an XGBoost float32-rounding chain planned into 23 GB and was
+        # OOM-killed). MATERIALIZED computes every stage once, as the layout intends.
+        for cte in tree.find_all(exp.CTE):
+            cte.set("materialized", True)
+        return tree

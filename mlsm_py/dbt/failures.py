@@ -66,16 +66,23 @@ def rule_words(name: str, column: str | None, kwargs: dict) -> str:
 VALUE_CHECKS = ("not_null", "accepted_range", "accepted_values", "finite")
 
 
-def _query(warehouse: Path | None, sql: str) -> list[dict]:
-    """The rows of `sql` in a DuckDB warehouse, as dicts; [] elsewhere or on any error."""
-    if warehouse is None or not Path(warehouse).is_file():
+def _query(warehouse: Any, sql: str) -> list[dict]:
+    """The rows of `sql` (in the warehouse's own dialect, as dbt compiled it) as dicts; [] on
+    any error. `warehouse`: a DuckDB file or a `warehouse.targets.Target`."""
+    if warehouse is None:
         return []
     try:
-        import duckdb
+        if isinstance(warehouse, Path):
+            if not warehouse.is_file():
+                return []
+            import duckdb
 
-        con = duckdb.connect(str(warehouse))
+            con = duckdb.connect(str(warehouse))
+        else:
+            con = warehouse.connect(read_only=True)
         try:
-            cur = con.execute(sql)
+            run = getattr(con, "execute_native", con.execute)
+            cur = run(sql)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         finally:
@@ -84,7 +91,7 @@ def _query(warehouse: Path | None, sql: str) -> list[dict]:
         return []
 
 
-def sample(node: Any, warehouse: Path | None) -> list[str]:
+def sample(node: Any, warehouse: Any) -> list[str]:
     """A few rows the failing test returned, read from a DuckDB warehouse; [] elsewhere."""
     sql = getattr(node, "compiled_code", None)
     if not sql:
@@ -96,7 +103,7 @@ def sample(node: Any, warehouse: Path | None) -> list[str]:
 
 
 def sample_keys(
-    node: Any, check: str, relation: str, column: str, key: str, warehouse: Path | None
+    node: Any, check: str, relation: str, column: str, key: str, warehouse: Any
 ) -> list[str]:
     """Keys of a few rows holding the offending values (the rows a person goes and fixes)."""
     sql = getattr(node, "compiled_code", None)
@@ -104,15 +111,23 @@ def sample_keys(
         return []
     if check == "not_null":
         where = f'"{column}" is null'
-    else:  # the first column of the check's rows is the offending value (DuckDB's #1)
-        where = f'"{column}" in (select #1 from (\n{sql}\n) as failing)'
+    else:  # the first column of the check's rows is the offending value
+        first = _first_column(warehouse, sql)
+        if first is None:
+            return []
+        where = f'"{column}" in (select "{first}" from (\n{sql}\n) as failing)'
     rows = _query(
         warehouse, f'select "{key}" from {relation} where {where} order by 1 limit {SAMPLE}'
     )
     return [_fmt(r[key]) for r in rows]
 
 
-def _rows(node: Any, warehouse: Path | None) -> list[dict]:
+def _first_column(warehouse: Any, sql: str) -> str | None:
+    rows = _query(warehouse, f"select * from (\n{sql}\n) as failing limit 1")
+    return next(iter(rows[0])) if rows else None
+
+
+def _rows(node: Any, warehouse: Any) -> list[dict]:
     sql = getattr(node, "compiled_code", None)
     return _query(warehouse, f"select * from (\n{sql}\n) as failing limit 20") if sql else []
 
@@ -160,9 +175,13 @@ def findings(name: str, model: str, rows: list[dict]) -> str:
     return ""
 
 
-def describe(result: Any, warehouse: Path | None = None, keys: dict[str, str] | None = None) -> str:
+def describe(result: Any, warehouse: Any = None, keys: dict[str, str] | None = None) -> str:
     node = result.node
     meta = getattr(node, "test_metadata", None)
+    if meta is not None and str(result.status) == "error":  # the check's SQL did not run
+        text = ANSI.sub("", str(result.message or "")).strip()
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "no message")
+        return f"check {node.name} ({meta.name}) could not run: {first[:300]}"
     if meta is not None and meta.name in ("flagged", "volume_change", "freshness"):
         attached = getattr(node, "attached_node", None) or ""
         model = attached.rsplit(".", 1)[-1] if attached else ""

@@ -32,7 +32,7 @@ def select_list(k: int, upto: int, prefix: str = "") -> list[str]:
         else:
             out += [
                 f"cast(null as varchar) as reason_{i}",
-                f"cast(null as double) as reason_{i}_contribution",
+                f"cast(null as {{{{ mlsm.type_double() }}}}) as reason_{i}_contribution",
             ]
     return out
 

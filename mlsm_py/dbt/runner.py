@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlsm_py.dbt import failures
 from mlsm_py.errors import BuildError
@@ -37,6 +38,8 @@ class DbtContext:
     log_dir: Path | None = None
     verbose: bool = False
     keys: tuple[tuple[str, str], ...] = ()  # (relation, its key column): failures name keys
+    # Where failing rows are sampled from: a `warehouse.targets.Target` (None: the DuckDB file)
+    connection: Any = None
 
 
 def macro_package() -> Path:
@@ -97,13 +100,14 @@ def _invoke(ctx: DbtContext, args: list[str], variables: dict | None) -> BuildOu
     if res.exception is not None:
         raise BuildError(f"dbt {args[0]} could not run: {res.exception}")
     outcome = BuildOutcome(success=bool(res.success), seconds=time.perf_counter() - t0)
+    rows_from = ctx.connection or ctx.warehouse
     for r in getattr(res.result, "results", []) or []:
         status = str(r.status)
         outcome.counts[status] = outcome.counts.get(status, 0) + 1
         if status in ("fail", "error"):
-            outcome.failures.append(failures.describe(r, ctx.warehouse, dict(ctx.keys)))
+            outcome.failures.append(failures.describe(r, rows_from, dict(ctx.keys)))
         elif status == "warn":
-            outcome.warnings.append(failures.describe(r, ctx.warehouse, dict(ctx.keys)))
+            outcome.warnings.append(failures.describe(r, rows_from, dict(ctx.keys)))
     return outcome
 
 

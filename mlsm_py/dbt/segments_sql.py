@@ -76,7 +76,8 @@ def segmented_model(group: Sequence[Scored]) -> str:
             f"  {where}: fit {f['fit_id']}, {f['train_rows']:,} rows before "
             f"{f['train_before']:%Y-%m-%d}, body sha256 {f['dbt_sql_sha256'][:16]}"
         )
-    about.append(f"estimator: {group[0].fit['estimator']}; route: sql")
+    dialect = group[0].fit.get("dialect") or "duckdb"
+    about.append(f"estimator: {group[0].fit['estimator']}; route: sql, {dialect} dialect")
     # Each fit's body goes in as registered, never re-indented: a string literal in it may
     # hold a line break. A union of subqueries, not a CTE per segment: DuckDB binds CTEs that
     # each hold a whole fit superlinearly (21 LightGBM fits: 13.6 s to plan, against 2.7 s;

@@ -60,7 +60,8 @@ def score_model(s: Scored, held: frozenset[str] = frozenset()) -> str:
         # bytes in every warehouse.
         f"fit: {fit['fit_id']}, trained on {fit['train_rows']:,} rows before "
         f"{fit['train_before']:%Y-%m-%d}; estimator: {fit['estimator']}",
-        f"route: {fit['route']}{reason}",
+        f"route: {fit['route']}{reason}"
+        + ("" if fit["route"] == "python" else f"; {fit.get('dialect') or 'duckdb'} dialect"),
         f"fit body sha256: {fit['dbt_sql_sha256']}",
     ]
     header = _header(lines, "#" if fit["route"] == "python" else "--")

@@ -99,22 +99,18 @@ def generate_leads(
 
 
 def rows_in(con, schema: str = "raw", name: str = "leads") -> int:
-    """Rows in raw.leads (a DuckDB connection); 0 when the table does not exist."""
+    """Rows in raw.leads; 0 when the table does not exist."""
     if not store.table_exists(con, schema, name):
         return 0
     return int(con.execute(f'select count(*) from "{schema}"."{name}"').fetchone()[0])
 
 
-def load_leads(con, table: pa.Table, schema: str = "raw", name: str = "leads") -> None:
-    """Create or replace raw.leads (a DuckDB connection) with `table`, in one transaction.
-    Callers check `rows_in` first: replacing data a user loaded needs their say-so."""
-    con.execute("begin transaction")
-    try:
-        con.execute(f'create schema if not exists "{schema}"')
-        con.register("__mlsm_leads", table)
-        con.execute(f'create or replace table "{schema}"."{name}" as select * from __mlsm_leads')
-        con.unregister("__mlsm_leads")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    con.execute("commit")
+def load_leads(con, table: pa.Table, schema: str = "raw", name: str = "leads", target=None) -> None:
+    """Create or replace raw.leads with `table`, in one transaction; `con` is a connection to
+    `target`'s warehouse (None: a DuckDB connection). Callers check `rows_in` first:
+    replacing data a user loaded needs their say-so."""
+    from mlsm_py.warehouse.targets import Target
+
+    target = target or Target("duckdb", {"type": "duckdb"}, None)
+    with store.transaction(con):
+        target.load_arrow(con, schema, name, table)

@@ -139,14 +139,25 @@ models:
 """
 
 PROFILES = """\
-# The warehouse path comes from MLSM_WAREHOUSE; `mlsm` sets it to an absolute path.
+# One output per warehouse; `mlsm --target NAME` (or dbt_target in pyproject.toml) chooses.
+# DuckDB's path comes from MLSM_WAREHOUSE; `mlsm` sets it to an absolute path.
 mlsm:
   target: duckdb
   outputs:
     duckdb:
       type: duckdb
       path: "{{ env_var('MLSM_WAREHOUSE', '../warehouse/mlsm.duckdb') }}"
-      threads: 2
+      threads: "{{ env_var('MLSM_DBT_THREADS', '2') | as_number }}"
+    # PostgreSQL (dbt-postgres; `pip install "mlsm[postgres]"`), connection from env vars.
+    postgres:
+      type: postgres
+      host: "{{ env_var('MLSM_PG_HOST', '127.0.0.1') }}"
+      port: "{{ env_var('MLSM_PG_PORT', '5432') | as_number }}"
+      user: "{{ env_var('MLSM_PG_USER', 'mlsm') }}"
+      password: "{{ env_var('MLSM_PG_PASSWORD', '') }}"
+      dbname: "{{ env_var('MLSM_PG_DATABASE', 'mlsm') }}"
+      schema: public
+      threads: "{{ env_var('MLSM_DBT_THREADS', '2') | as_number }}"
 """
 
 PACKAGES = """\

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import sqlglot
@@ -31,7 +30,7 @@ def top_leads_sql(call_list: str, key: str, n: int = 10, why: bool = False) -> s
 def _all_trained(s: Session) -> bool:
     from mlsm_py.registry import store
 
-    if not s.project.warehouse.is_file():
+    if not s.project.target.exists():
         return False
     with s.registry() as con:
         champions = store.aliases(con)
@@ -50,9 +49,11 @@ def _time_passes(s: Session, rows: int, seed: int) -> None:
         double_counted=0.4,
         outcomes="none",
     )
-    con = duckdb.connect(str(s.project.warehouse))
+    both = pa.concat_tables([generate_leads(rows, seed, outcomes="all"), newer])
+    t = s.project.target
+    con = t.connect()
     try:
-        load_leads(con, pa.concat_tables([generate_leads(rows, seed, outcomes="all"), newer]))
+        load_leads(con, both, target=t)
     finally:
         con.close()
     s.say(
@@ -78,9 +79,9 @@ def _realised(s: Session) -> None:
 def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
     t0 = time.perf_counter()
     p = s.project
-    p.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    s.say(f"warehouse: {p.warehouse}")
-    con = duckdb.connect(str(p.warehouse))
+    t = p.target
+    s.say(f"warehouse: {t.describe()} (dbt target {t.name})")
+    con = t.connect()
     try:
         held = rows_in(con)
         loaded = not held or replace_data
@@ -92,7 +93,7 @@ def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
         else:
             verb = f"replacing {held:,} rows with" if held else "loading"
             s.say(f"[data] {verb} {rows:,} synthetic leads (seed {seed}) into raw.leads")
-            load_leads(con, generate_leads(rows, seed))
+            load_leads(con, generate_leads(rows, seed), target=t)
     finally:
         con.close()
     if not loaded and _all_trained(s):
@@ -113,7 +114,7 @@ def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
         name = lists[0].call_list.name
         why = any(m.reasons for m in s.defs.models if m.name in lists[0].models)
         sql = top_leads_sql(name, key, 5, why)
-        con = duckdb.connect(str(p.warehouse))
+        con = t.connect()
         try:
             cur = con.execute(sql)
             names = [d[0] for d in cur.description]

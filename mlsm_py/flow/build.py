@@ -60,11 +60,13 @@ def publish(
         else:
             new = scored
         docs = writer.published_docs(s.defs)
+        target = s.project.target
         for name in writer.published_tables(s.defs):
             if store.table_exists(con, AUDIT, name):
-                con.execute(
-                    f"create or replace table {PUBLISHED}.{name} as select * from {AUDIT}.{name}"
-                )
+                for stmt in target.replace_table(
+                    con, f"{PUBLISHED}.{name}", f"select * from {AUDIT}.{name}"
+                ):
+                    con.execute(stmt)
                 comment(con, f"{PUBLISHED}.{name}", *docs.get(name, ("", {})))
         finished = store.now()
         history.append_published(con, key, finished)
@@ -142,8 +144,17 @@ def build(s: Session, run_id: str | None = None, command: str = "build") -> dict
         row = publish(con, s, run_id, command, started)
         row["publish_seconds"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        row["readers_file"] = readers.export(
-            con, s.project.warehouse, writer.published_tables(s.defs), writer.published_docs(s.defs)
+        # DuckDB admits one writer: readers get a copy. A server warehouse serves readers
+        # the published schema itself, beside the next build (MVCC).
+        row["readers_file"] = (
+            readers.export(
+                con,
+                s.project.warehouse,
+                writer.published_tables(s.defs),
+                writer.published_docs(s.defs),
+            )
+            if s.project.target.readers_copy
+            else None
         )
         row["readers_seconds"] = time.perf_counter() - t2
         if not own_run:  # a retrain's champions are applied now: serve them (a plain
@@ -165,7 +176,7 @@ def fallback_counts(con, s: Session) -> dict[str, tuple[int, int, list]]:
         return {}
     rows = con.execute(
         "select model_name, count(*), count(*) filter (where fallback), "
-        "list(distinct coalesce(segment, 'NULL') order by coalesce(segment, 'NULL')) "
+        "array_agg(distinct coalesce(segment, 'NULL') order by coalesce(segment, 'NULL')) "
         "filter (where fallback) from published.scores where role = 'champion' "
         f"and model_name in ({', '.join('?' for _ in names)}) group by model_name "
         "order by model_name",
@@ -188,7 +199,7 @@ def fallback_lines(row: dict) -> list[str]:
 def run_build(s: Session) -> dict:
     """The `mlsm build` verb: under the warehouse lock, with progress output."""
     s.require_warehouse()
-    with hold(s.project.warehouse, "build"):
+    with hold(s.project.state, "build"):
         s.say(
             "[1/2] dbt build: staging -> features -> input checks -> scores -> winners -> "
             "score checks"
@@ -205,5 +216,8 @@ def run_build(s: Session) -> dict:
         )
         for line in fallback_lines(row):
             s.say(line)
-        s.say(f"      readers: {row['readers_file']} (never blocks a build)")
+        if row["readers_file"]:
+            s.say(f"      readers: {row['readers_file']} (never blocks a build)")
+        else:
+            s.say(f"      readers: query published.* in {s.project.target.describe()}")
     return row

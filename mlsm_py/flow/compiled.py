@@ -42,6 +42,7 @@ class Compiled:
     # Declared reason codes: {"k", "method", "means", "gate"}; None without them. Stored with
     # the fit, so the API rebuilds the same reason expressions from the artifact.
     reasons: dict | None = None
+    dialect: str = "duckdb"  # what `template` and `scoring_sql` are rendered in
 
     @property
     def outputs(self) -> list[dict]:
@@ -55,10 +56,18 @@ def jinja_inert(text: str) -> str:
     return re.sub(r"[{}]", lambda m: "{{ '" + m.group(0) + "' }}", text)
 
 
-def _route(m: Model, estimator: Any) -> tuple[str, str, Assembled | None]:
+def _route(m: Model, estimator: Any, target: Any = None) -> tuple[str, str, Assembled | None]:
+    python_ok = target is None or target.python_route
     try:
         assembled = assemble(estimator)
     except UnsupportedError as e:
+        if not python_ok:
+            raise SpecError(
+                f"model {m.name!r}: SQL cannot express this estimator ({e}), and dbt target "
+                f"{target.name!r} ({target.kind}) cannot run the Python route. Choose an "
+                "estimator mlsm compiles to SQL, or score this model on a target with Python "
+                "models (duckdb)"
+            ) from None
         if m.reasons:
             raise SpecError(
                 f"model {m.name!r}: reason codes are computed in SQL, and SQL cannot express "
@@ -82,8 +91,16 @@ def _route(m: Model, estimator: Any) -> tuple[str, str, Assembled | None]:
                 "cannot be segmented"
             )
         return "sql", "segmented: one SQL model routes every segment", assembled
+    if m.scoring_path == "python" and not python_ok:
+        raise SpecError(
+            f"model {m.name!r} declares scoring_path='python', and dbt target {target.name!r} "
+            f"({target.kind}) cannot run Python models. Use scoring_path='auto' or 'sql' "
+            "there (this estimator compiles to SQL)"
+        )
     if m.scoring_path != "auto":
         return m.scoring_path, "declared in the model definition", assembled
+    if not python_ok:
+        return "sql", f"target {target.name!r} ({target.kind}) runs SQL models only", assembled
     choice = choose_path(estimator, assembled)
     return choice.path, choice.reason, assembled
 
@@ -127,28 +144,44 @@ def definition_hash(m: Model) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def compile_fit(fit: Fit, con: Any) -> Compiled:
-    """Route, compile and parity-gate one fit on `con` (a DuckDB connection to the warehouse).
-    Raises ParityError naming the model when the compiled model disagrees with the library."""
+def compile_fit(fit: Fit, con: Any, target: Any = None) -> Compiled:
+    """Route, compile and parity-gate one fit on `con`, a connection to the warehouse of
+    `target` (None: DuckDB): the SQL is rendered in the target's dialect and the gate runs
+    there. Raises ParityError naming the model when the compiled model disagrees with the
+    library."""
     m = fit.model
-    route, reason, assembled = _route(m, fit.estimator)
+    route, reason, assembled = _route(m, fit.estimator, target)
+    dialect = "duckdb" if target is None else target.dialect
+    engine = con if target is None else target.engine(con)
     data, sha = artifacts.dumps(fit.estimator)
     scoring_sql = None
     explained, contrib = _with_reasons(fit, assembled)
     reasons = None
     if assembled is not None:
-        body = SqlEmitter("duckdb").render(
+        body = SqlEmitter(dialect).render(
             explained,
             RELATION,
             m.key,
             {"fit_id": FIT_ID, "model_name": m.name, "model_version": m.version},
         )
-        fit_id = _digest(m, "sql", body, fit.segment)
+        # The fit id names the fit, not its rendering: it hashes the DuckDB text on every
+        # target, so one fit has one id (and the same published rows) on every warehouse.
+        canon = (
+            body
+            if dialect == "duckdb"
+            else SqlEmitter("duckdb").render(
+                explained,
+                RELATION,
+                m.key,
+                {"fit_id": FIT_ID, "model_name": m.name, "model_version": m.version},
+            )
+        )
+        fit_id = _digest(m, "sql", canon, fit.segment)
         if contrib is not None:
-            reasons = _gate_reasons(fit, contrib, body, assembled, con)
+            reasons = _gate_reasons(fit, contrib, body, assembled, engine)
         scoring_sql = body.replace(FIT_ID, fit_id).replace(RELATION, m.features)
         report = (
-            check_parity(fit.estimator, con, fit.holdout.X, assembled=assembled)
+            check_parity(fit.estimator, engine, fit.holdout.X, assembled=assembled)
             if route == "sql"
             else check_parity_python(fit.estimator, con, fit.holdout.X)
         )
@@ -169,7 +202,18 @@ def compile_fit(fit: Fit, con: Any) -> Compiled:
     else:
         template = python_model_source(m, fit_id)
     return Compiled(
-        fit, fit_id, route, reason, assembled, template, scoring_sql, data, sha, report, reasons
+        fit,
+        fit_id,
+        route,
+        reason,
+        assembled,
+        template,
+        scoring_sql,
+        data,
+        sha,
+        report,
+        reasons,
+        dialect,
     )
 
 

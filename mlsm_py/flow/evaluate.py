@@ -147,7 +147,7 @@ def _score_into(s, con, f: writer.Scored, X, rows, score, pct) -> None:
     if not rows.any():
         return
     est = artifacts.load(
-        artifacts.resolve(s.project.warehouse, f.fit["artifact_path"]), f.fit["artifact_sha256"]
+        artifacts.resolve(s.project.state, f.fit["artifact_path"]), f.fit["artifact_sha256"]
     )
     got = score_vector(est, X[rows]).astype("float64")
     points = store.breakpoints(con, f.fit["fit_id"])

@@ -57,13 +57,12 @@ IDENTITY = {
 def ensure(con: duckdb.DuckDBPyConnection, defs: Definitions) -> None:
     """Create the history tables if they are missing (typed from the feature relation)."""
     m = defs.models[0]
-    rel = exp.to_table(m.features).sql("duckdb")
-    types = {r[0]: r[1] for r in con.execute(f"describe {rel}").fetchall()}
+    types = dict(store.relation_columns(con, m.features))
     con.execute(f"create schema if not exists {HISTORY}")
     for name, cols in _columns(m.key, types.get(m.key, "varchar")).items():
         con.execute(f"create table if not exists {HISTORY}.{name} ({cols})")
         # A history an older mlsm created gains the newer columns (NULL in its old rows).
-        have = {r[0] for r in con.execute(f"describe {HISTORY}.{name}").fetchall()}
+        have = {c for c, _ in store.relation_columns(con, f"{HISTORY}.{name}")}
         for col in cols.split(","):
             col_name, col_type = col.split()[:2]
             if col_name.strip('"') not in have:
@@ -82,20 +81,22 @@ def append_published(con: duckdb.DuckDBPyConnection, key: str, published_at: Any
         )
         # The history's own columns only: the published row may carry more (reason codes,
         # which change with every input and are not history).
-        have = [r[0] for r in con.execute(f"describe {HISTORY}.{name}").fetchall()]
-        cols = ", ".join(
-            f"now_.{exp.to_identifier(c, quoted=True).sql('duckdb')}"
-            for c in have
-            if c != "published_at"
-        )
+        have = [c for c, _ in store.relation_columns(con, f"{HISTORY}.{name}")]
+        names = [exp.to_identifier(c, quoted=True).sql("duckdb") for c in have]
+        cols = [n for n, c in zip(names, have, strict=True) if c != "published_at"]
         con.execute(
             f"""
-            insert into {HISTORY}.{name} by name
+            insert into {HISTORY}.{name} ({", ".join(cols)}, published_at)
             with latest as (
-                select * from {HISTORY}.{name}
-                qualify row_number() over (partition by {by} order by published_at desc) = 1
+                select * from (
+                    select *, row_number() over (
+                        partition by {by} order by published_at desc
+                    ) as mlsm_newest
+                    from {HISTORY}.{name}
+                ) as ranked
+                where mlsm_newest = 1
             )
-            select {cols}, ?::timestamptz as published_at
+            select {", ".join(f"now_.{c}" for c in cols)}, cast(? as timestamptz)
             from {AUDIT}.{name} as now_
             where not exists (select 1 from latest where {same})
             """,
@@ -109,8 +110,15 @@ def append_checks(con: duckdb.DuckDBPyConnection, run_id: str, status: str, buil
     are not this build's and are left out."""
     for name in ("input_drift", "score_checks"):
         if store.table_exists(con, AUDIT, name) and store.table_exists(con, HISTORY, name):
+            audit = {c for c, _ in store.relation_columns(con, f"{AUDIT}.{name}")}
+            cols = [
+                exp.to_identifier(c, quoted=True).sql("duckdb")
+                for c, _ in store.relation_columns(con, f"{HISTORY}.{name}")
+                if c in audit and c not in ("build_status", "built_at")
+            ]
             con.execute(
-                f"insert into {HISTORY}.{name} by name select *, ? as build_status, "
-                f"?::timestamptz as built_at from {AUDIT}.{name} where run_id = ?",
+                f"insert into {HISTORY}.{name} ({', '.join(cols)}, build_status, built_at) "
+                f"select {', '.join(cols)}, ?, cast(? as timestamptz) from {AUDIT}.{name} "
+                "where run_id = ?",
                 [status, built_at, run_id],
             )

@@ -47,7 +47,8 @@ def _fit_and_compile(s: Session, con: duckdb.DuckDBPyConnection, m: Model) -> Ga
         + _metrics_text(fit.metrics)
         + (" (global fit)" if m.segments else "")
     )
-    c = compile_fit(fit, con)  # the global fit failing parity stops the run, as it did
+    # the global fit failing parity stops the run, as it did
+    c = compile_fit(fit, con, s.project.target)
     s.say(
         f"  {m.name}: fit {c.fit_id}, {c.route} route; parity over {c.parity.rows_checked:,} "
         f"rows, max |diff| {c.parity.max_abs_diff:.2e}" + _legs(c)
@@ -57,7 +58,7 @@ def _fit_and_compile(s: Session, con: duckdb.DuckDBPyConnection, m: Model) -> Ga
         return out
     for f in t.segment_fits:
         try:
-            out.compiled.append(compile_fit(f, con))
+            out.compiled.append(compile_fit(f, con, s.project.target))
         except ParityError as e:  # one segment's failure must not stop the others
             out.failed[str(f.segment)] = (str(e).splitlines() or ["parity failed"])[0][:300]
     # A level that had a fit and now falls below the minimum keeps that fit as champion.
@@ -100,7 +101,7 @@ def run_train(s: Session, names: Sequence[str] = ()) -> list[str]:
     """Fit, gate and register; the first fit of a model becomes its champion, later fits its
     challenger. Writes the generated dbt files; scores nothing (`mlsm build` does)."""
     models = _models(s, names)
-    with hold(s.project.warehouse, "train"):
+    with hold(s.project.state, "train"):
         with s.registry() as con:
             sync_files(s, con)
         s.say("[1/3] dbt build: staging -> features -> input checks")
@@ -204,7 +205,7 @@ def champion_metrics(
     row = store.get_fit(con, champion_id)
     assert row is not None
     est = artifacts.load(
-        artifacts.resolve(s.project.warehouse, row["artifact_path"]), row["artifact_sha256"]
+        artifacts.resolve(s.project.state, row["artifact_path"]), row["artifact_sha256"]
     )
     return evaluate(fit.holdout.y, score_vector(est, fit.holdout.X), fit.task)
 
@@ -280,7 +281,7 @@ def run_retrain(s: Session, propose: bool = False, names: Sequence[str] = ()) ->
     if not live:
         raise MlsmError("no live model to retrain (drafts are trained with `mlsm train`)")
     run_id = store.new_id()
-    with hold(s.project.warehouse, "retrain"):
+    with hold(s.project.state, "retrain"):
         with s.registry() as con:
             store.discard_pending(con)  # a killed run's leftovers; the lock says none runs
             for line in sync_files(s, con):

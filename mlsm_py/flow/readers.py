@@ -20,6 +20,7 @@ import duckdb
 from sqlglot import exp
 
 from mlsm_py.dbt.monitoring_sql import views_yml
+from mlsm_py.registry import store
 from mlsm_py.registry.schema import DESCRIPTIONS, SCHEMA
 
 PUBLISHED = "published"
@@ -105,7 +106,10 @@ def comment(
     lit = lambda text: exp.Literal.string(text).sql("duckdb")  # noqa: E731
     if description:
         con.execute(f"comment on table {table} is {lit(description)}")
-    present = {r[0] for r in con.execute(f"describe {table}").fetchall()}
+    if table.count(".") >= 2:  # the readers' copy, attached: a DuckDB-only name
+        present = {r[0] for r in con.execute(f"describe {table}").fetchall()}
+    else:
+        present = {c for c, _ in store.relation_columns(con, table)}
     for col, text in columns.items():
         if col in present:
             ident = exp.to_identifier(col, quoted=True).sql("duckdb")

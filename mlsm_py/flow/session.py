@@ -40,21 +40,26 @@ class Session:
     def dbt(self) -> DbtContext:
         p = self.project
         keys = tuple(sorted({(m.features, m.key) for m in self.defs.models}))
-        return DbtContext(p.dbt_dir, p.warehouse, p.dbt_target, p.logs_dir, self.verbose, keys)
+        t = p.target
+        rows_from = None if t.kind == "duckdb" else t  # failing rows: the DuckDB file is read
+        return DbtContext(
+            p.dbt_dir, p.warehouse, p.dbt_target, p.logs_dir, self.verbose, keys, rows_from
+        )
 
     def require_warehouse(self) -> None:
         """Commands that read what training left must not create an empty warehouse (a
         mistyped --warehouse would then report every check as passing on nothing)."""
-        if not self.project.warehouse.is_file():
+        t = self.project.target
+        if not t.exists():
+            where = "--warehouse / $MLSM_WAREHOUSE" if t.kind == "duckdb" else "--target"
             raise MlsmError(
-                f"warehouse {self.project.warehouse} does not exist; check --warehouse / "
-                "$MLSM_WAREHOUSE, or run `mlsm train` first"
+                f"{t.describe()} has no mlsm registry yet; check {where}, or run `mlsm train` first"
             )
 
     @contextlib.contextmanager
     def registry(self) -> Iterator[duckdb.DuckDBPyConnection]:
         # Short-lived: dbt opens the warehouse itself, and DuckDB admits one writer process.
-        con = store.connect(self.project.warehouse)
+        con = store.connect(self.project.target)
         try:
             yield con
         finally:
@@ -138,7 +143,7 @@ def write_serving(
     from mlsm_py.flow import serving
 
     scored = ranked_fits(s, con) if scored is None else scored
-    return serving.write(s.project.warehouse, serving.manifest(s.defs, con, scored))
+    return serving.write(s.project.state, serving.manifest(s.defs, con, scored))
 
 
 def fit_row(c, actor: str, artifact_rel: str) -> dict:  # c: flow.compiled.Compiled
@@ -180,6 +185,7 @@ def fit_row(c, actor: str, artifact_rel: str) -> dict:  # c: flow.compiled.Compi
         "parity": json.dumps(report.to_dict(), sort_keys=True, default=repr),
         "segment": f.segment,
         "reasons": json.dumps(c.reasons, sort_keys=True) if c.reasons else None,
+        "dialect": c.dialect,
     }
 
 
@@ -190,7 +196,7 @@ def register(s: Session, con: duckdb.DuckDBPyConnection, c) -> bool:
 
     if store.get_fit(con, c.fit_id) is not None:
         return False
-    rel = artifacts.store(c.artifact, c.artifact_sha256, s.project.warehouse)
+    rel = artifacts.store(c.artifact, c.artifact_sha256, s.project.state)
     store.insert_fit(con, fit_row(c, s.actor, rel), c.fit.metrics)
     store.insert_breakpoints(con, c.fit_id, c.fit.breakpoints)
     store.insert_bins(con, c.fit_id, c.fit.bins)

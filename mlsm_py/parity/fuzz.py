@@ -37,6 +37,7 @@ from mlsm_py.parity.gate import (
     with_evaluator,
 )
 from mlsm_py.pyscore import output_columns, predict, score_relation
+from mlsm_py.warehouse.engines import engine_for
 
 # Share of values drawn from each pool, per column.
 MIX = {"holdout": 0.35, "uniform": 0.2, "threshold": 0.35, "missing": 0.1}
@@ -190,19 +191,24 @@ def fuzz_parity(
         tolerance = max(TOLERANCE, declared or 0.0)
     expected = _expected(estimator, table, types)
     names = output_columns(estimator)
-    con.register(PARITY_TABLE, table)
-    try:
-        if path == "sql":
-            assert assembled is not None
-            sql = SqlEmitter("duckdb").render(assembled, PARITY_TABLE, ROW_KEY)
-            got = sql_outputs(con.execute(sql).fetch_arrow_table(), assembled, table.num_rows)
-        else:
+    if path == "sql":  # in the engine's own dialect, wherever it runs
+        assert assembled is not None
+        engine = engine_for(con)
+        engine.load(PARITY_TABLE, table)
+        try:
+            sql = SqlEmitter(engine.dialect).render(assembled, PARITY_TABLE, ROW_KEY)
+            got = sql_outputs(engine.fetch_arrow(sql), assembled, table.num_rows)
+        finally:
+            engine.drop(PARITY_TABLE)
+    else:  # the Python-model route: DuckDB, as dbt-duckdb runs it
+        con.register(PARITY_TABLE, table)
+        try:
             out = score_relation(estimator, con.table(PARITY_TABLE), ROW_KEY)
             order = np.argsort(out.column(ROW_KEY).to_numpy())
             out = out.take(pa.array(order))
             got = _as_matrix({n: out.column(n) for n in names}, names, estimator)
-    finally:
-        con.unregister(PARITY_TABLE)
+        finally:
+            con.unregister(PARITY_TABLE)
     report = compare(_Rows(table), expected, got, tolerance, names)
     if assembled is not None:  # the serving evaluator on the same generated rows
         report = with_evaluator(report, assembled, table.to_pylist(), expected, names)

@@ -65,7 +65,8 @@ TABLES = {
         parity_passed boolean not null,
         parity varchar not null,
         segment varchar,
-        reasons varchar
+        reasons varchar,
+        dialect varchar
     """,
     "fit_metrics": """
         fit_id varchar not null,

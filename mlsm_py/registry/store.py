@@ -16,6 +16,7 @@ import duckdb
 
 from mlsm_py.errors import MlsmError
 from mlsm_py.registry.schema import SCHEMA, TABLES, ddl, upgrades
+from mlsm_py.warehouse.targets import Target
 
 
 class WarehouseInUse(MlsmError):
@@ -26,14 +27,15 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
-def connect(warehouse: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A connection with the registry tables present (created on first use)."""
-    if not read_only:
-        warehouse.parent.mkdir(parents=True, exist_ok=True)
+def connect(warehouse: Path | Target, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection with the registry tables present (created on first use). `warehouse`: a
+    DuckDB file or a target (`warehouse.targets`)."""
+    if isinstance(warehouse, Path):
+        warehouse = Target("duckdb", {"type": "duckdb"}, warehouse)
     try:
-        con = duckdb.connect(str(warehouse), read_only=read_only)
+        con = warehouse.connect(read_only=read_only)
     except duckdb.IOException as e:
-        raise _in_use(warehouse, e) from None
+        raise _in_use(warehouse.state, e) from None
     if read_only:
         return con
     with transaction(con):
@@ -64,6 +66,18 @@ def _in_use(warehouse: Path, err: Exception) -> Exception:
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
     q = "select count(*) from information_schema.tables where table_schema = ? and table_name = ?"
     return bool(con.execute(q, [schema, name]).fetchone()[0])
+
+
+def relation_columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, str]]:
+    """(name, type) of a table's or view's columns, in order; `relation` is `name` (in the
+    connection's current schema) or `schema.name`. Portable where DESCRIBE is not."""
+    schema, _, name = relation.rpartition(".")
+    q = (
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = coalesce(?, current_schema()) and table_name = ? "
+        "order by ordinal_position"
+    )
+    return [(c, t) for c, t in con.execute(q, [schema or None, name]).fetchall()]
 
 
 def has_registry(con: duckdb.DuckDBPyConnection) -> bool:
@@ -136,6 +150,18 @@ def insert_samples(
 ) -> None:
     """The fit's sample marks, in one statement (a frame of record_key, sample, label)."""
     if frame is None or len(frame) == 0:
+        return
+    if hasattr(con, "copy_rows"):  # a server warehouse: COPY, not 100k parameter rows
+        cols = ["fit_id", "segment", "record_key", "sample", "label"]
+        rows = zip(
+            [fit_id] * len(frame),
+            [segment] * len(frame),
+            frame["record_key"].astype(str),
+            frame["sample"],
+            frame["label"].astype(float),
+            strict=True,
+        )
+        con.copy_rows(f"{SCHEMA}.fit_samples", cols, rows)
         return
     con.register("__mlsm_samples", frame)
     try:

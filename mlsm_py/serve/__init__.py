@@ -11,12 +11,13 @@ from mlsm_py.errors import MlsmError
 # import string, so the parent passes the project through the environment.
 _PROJECT_ENV = "MLSM_SERVE_PROJECT"
 _WAREHOUSE_ENV = "MLSM_SERVE_WAREHOUSE"
+_TARGET_ENV = "MLSM_SERVE_TARGET"
 
 
 def _watcher(s):
     from mlsm_py.serve.state import Watcher, reason_texts
 
-    return Watcher(s.project.warehouse, s.defs, texts=reason_texts(s.project.dbt_dir))
+    return Watcher(s.project.state, s.defs, texts=reason_texts(s.project.dbt_dir))
 
 
 def worker_app():
@@ -25,7 +26,11 @@ def worker_app():
     from mlsm_py.flow.session import Session
     from mlsm_py.serve.app import create_app
 
-    p = project.load(os.environ[_PROJECT_ENV], os.environ.get(_WAREHOUSE_ENV) or None)
+    p = project.load(
+        os.environ[_PROJECT_ENV],
+        os.environ.get(_WAREHOUSE_ENV) or None,
+        os.environ.get(_TARGET_ENV) or None,
+    )
     watcher = _watcher(Session(p, lambda _: None))
     watcher.start()
     return create_app(watcher)
@@ -74,6 +79,7 @@ def run(s, host: str, port: int, workers: int = 1) -> None:
 
         os.environ[_PROJECT_ENV] = str(s.project.root)
         os.environ[_WAREHOUSE_ENV] = str(s.project.warehouse)
+        os.environ[_TARGET_ENV] = s.project.dbt_target or ""
         config = uvicorn.Config("mlsm_py.serve:worker_app", factory=True, workers=workers, **common)
         sock = config.bind_socket()
         # Workers get the listening socket re-created from its descriptor, whose protocol

@@ -95,10 +95,8 @@ def read_window(con: Any, model: Model, start: Any, end: Any, inclusive_end: boo
 def newest(con: Any, model: Model) -> Any:
     """The newest split-column time of the model's relation (its data's as-of time), after
     checking the relation has the columns the model reads."""
-    cols = {
-        r[0]
-        for r in con.execute(f"describe {exp.to_table(model.features).sql('duckdb')}").fetchall()
-    }
+    probe = exp.select(exp.Star()).from_(exp.to_table(model.features)).limit(0)
+    cols = {d[0] for d in con.execute(probe.sql("duckdb")).description}
     needed = [model.key, model.split.column, model.target, *model.field_names]
     missing = [c for c in needed if c not in cols]
     if missing:

@@ -77,6 +77,25 @@ _PG_ARROW_TYPES = {
     1043: pa.string(),  # varchar
 }
 _PG_NUMERIC = 1700
+# Types mlsm's own queries read besides (registry times, the demo's dates).
+_PG_OTHER_TYPES = {
+    1082: pa.date32(),  # date
+    1114: pa.timestamp("us"),  # timestamp
+    1184: pa.timestamp("us", tz="UTC"),  # timestamptz
+}
+
+
+# Integer widths as declared, as DuckDB's frames have them (int32 stays int32).
+_PG_INTEGERS = {20: pa.int64(), 21: pa.int16(), 23: pa.int32()}
+
+
+def arrow_type(type_code: int) -> pa.DataType | None:
+    """The Arrow type of a PostgreSQL result column (None: let Arrow infer it)."""
+    return (
+        _PG_INTEGERS.get(type_code)
+        or _PG_ARROW_TYPES.get(type_code)
+        or _PG_OTHER_TYPES.get(type_code)
+    )
 
 
 class PostgresEngine:
@@ -145,6 +164,10 @@ def _pg_type(typ: pa.DataType) -> str:
         return "text"
     if pa.types.is_boolean(typ):
         return "boolean"
+    if pa.types.is_timestamp(typ):
+        return "timestamptz" if typ.tz else "timestamp"
+    if pa.types.is_date(typ):
+        return "date"
     raise UnsupportedError(
         f"cannot load an Arrow {typ} column into PostgreSQL; supported: float, integer, string, "
         "boolean"
@@ -167,6 +190,8 @@ def _copy_field(value: Any) -> str:
         return repr(value)
     if isinstance(value, bool):
         return "t" if value else "f"
+    if hasattr(value, "isoformat"):  # datetime / date: ISO text COPY reads exactly
+        return value.isoformat()
     if isinstance(value, str):
         if "\x00" in value:
             raise UnsupportedError("PostgreSQL text cannot hold a NUL character")
