@@ -1,5 +1,5 @@
-"""The daily build on each warehouse, from the same generated project: DuckDB, PostgreSQL and
-local Spark, and DuckDB again at a size one machine may not hold.
+"""The daily build on each warehouse, from the same generated project: DuckDB and PostgreSQL,
+DuckDB again at a size one machine may not hold, and the scoring SQL alone on local Spark.
 
 For each engine: a fresh copy of the demo project, `--train-rows` leads loaded and `mlsm train
 --target ENGINE` (the same fits everywhere: same data, same seeds), then `--rows` leads loaded
@@ -9,12 +9,15 @@ spent running each node (models and checks: "SQL") and the rest of dbt's wall ti
 overhead": start-up, parsing, compilation, adapter round trips); "publish" is mlsm's
 transaction after dbt. dbt runs one thread here, so the SQL time is a sum, not an overlap.
 
-    python bench/engines.py --rows 1000000                 # duckdb, postgres (+ spark if set up)
+    python bench/engines.py --rows 1000000                 # duckdb, postgres, spark SQL
     python bench/engines.py --rows 1000000 --big 10000000  # and DuckDB at 10M leads
     python bench/engines.py --rows 200000 --engines duckdb,postgres
 
 PostgreSQL: the MLSM_PG_* variables the profile reads (.ci/run's); a database `mlsm_bench`
-is created (and dropped at the end). Spark: `pip install -e '.[spark]'`; see the README.
+is created (and dropped at the end). Spark is not a project target (docs/decisions/0023), so
+its leg is the scoring SQL only: every champion of the DuckDB run compiled for each engine
+(`to_sql`) and run over the same feature rows, `sum(score)` so nothing is written; the same
+leg runs on DuckDB and PostgreSQL beside it. Spark needs `pip install -e '.[spark]'`.
 """
 
 from __future__ import annotations
@@ -123,7 +126,71 @@ def run_engine(engine: str, rows: int, train_rows: int, env: dict) -> dict:
         "nodes": nodes,
         "peak_rss_mib": rss,
         "load_s": load_s,
+        "root": root,
     }
+
+
+def _engine(name: str):
+    from mlsm_py.warehouse import engines
+
+    if name == "duckdb":
+        import duckdb
+
+        return engines.DuckDBEngine(duckdb.connect())
+    if name == "postgres":
+        e = os.environ
+        dsn = (
+            f"host={e.get('MLSM_PG_HOST', '127.0.0.1')} port={e.get('MLSM_PG_PORT', '5432')} "
+            f"user={e.get('MLSM_PG_USER', 'mlsm')} password={e.get('MLSM_PG_PASSWORD', '')} "
+            "dbname=mlsm_bench"
+        )
+        return engines.PostgresEngine(dsn)
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.memory", "4g")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return engines.SparkEngine(spark)
+
+
+def scoring_sql(root: Path, names: list[str]) -> list[dict]:
+    """Each champion of the DuckDB run at `root`, compiled per engine, over its features."""
+    import duckdb
+
+    from mlsm_py import project, to_sql
+    from mlsm_py.registry import artifacts, store
+
+    p = project.load(root, target="duckdb")
+    con = duckdb.connect(str(p.warehouse), read_only=True)
+    try:
+        features = con.execute("select * from lead_features").fetch_arrow_table()
+        fits = []
+        for model, al in sorted(store.aliases(con).items()):
+            row = store.get_fit(con, al[store.CHAMPION])
+            path = artifacts.resolve(p.state, row["artifact_path"])
+            fits.append((model, artifacts.load(path, row["artifact_sha256"])))
+    finally:
+        con.close()
+    out = []
+    for name in names:
+        engine = _engine(name)
+        t0 = time.perf_counter()
+        engine.load("bench_features", features)
+        print(f"[{name}] {features.num_rows:,} rows loaded in {time.perf_counter() - t0:.1f} s")
+        for model, est in fits:
+            sql = to_sql(est, "bench_features", key="lead_id", dialect=name)
+            t0 = time.perf_counter()
+            engine.fetch_arrow(f"select sum(score) as s from (\n{sql}\n) as scored")
+            sec = time.perf_counter() - t0
+            print(f"[{name}] {model}: {sec:.1f} s", flush=True)
+            out.append({"engine": name, "model": model, "seconds": sec})
+        engine.drop("bench_features")
+    return out
 
 
 def _pg_database(name: str, drop: bool = False) -> None:
@@ -149,26 +216,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--train-rows", type=int, default=20_000)
-    ap.add_argument("--engines", default="duckdb,postgres,spark")
+    ap.add_argument("--engines", default="duckdb,postgres", help="daily build on these")
+    ap.add_argument("--sql-engines", default="duckdb,postgres,spark", help="scoring SQL on these")
     ap.add_argument("--big", type=int, default=0, help="DuckDB again at this many leads")
     ap.add_argument("--out", help="write the results as JSON")
     a = ap.parse_args()
     env = dict(os.environ, MLSM_DBT_THREADS="1", DO_NOT_TRACK="1")
     engines = [e for e in a.engines.split(",") if e]
-    if "spark" in engines:
+    sql_engines = [e for e in a.sql_engines.split(",") if e]
+    if "spark" in sql_engines:
         try:
             import pyspark  # noqa: F401
         except ImportError:
             print("[spark] skipped: pyspark is not installed (pip install -e '.[spark]')")
-            engines.remove("spark")
-    if "postgres" in engines:
+            sql_engines.remove("spark")
+    if "postgres" in engines or "postgres" in sql_engines:
         env["MLSM_PG_DATABASE"] = os.environ["MLSM_PG_DATABASE"] = "mlsm_bench"
         _pg_database("mlsm_bench")
     print(f"load average {os.getloadavg()[0]:.2f}; dbt threads 1", flush=True)
     results = [run_engine(e, a.rows, a.train_rows, env) for e in engines]
+    scoring = scoring_sql(results[0]["root"], sql_engines) if results and sql_engines else []
     if a.big:
         results.append(run_engine("duckdb", a.big, a.train_rows, env))
-    if "postgres" in engines:
+    if "postgres" in engines or "postgres" in sql_engines:
         _pg_database("mlsm_bench", drop=True)
     base = {r["rows"]: r["build_s"] for r in results if r["engine"] == "duckdb"}
     print()
@@ -188,8 +258,24 @@ def main() -> None:
         "overhead: dbt s - SQL s; publish+: mlsm around dbt (sync, publish, history, readers' "
         "copy); peak MiB: the mlsm process (a server's own memory is not counted)"
     )
+    if scoring:
+        print(f"\nscoring SQL alone, {a.rows:,} feature rows (sum(score): nothing written)")
+        names = sorted({r["model"] for r in scoring})
+        print(f"{'engine':<9} " + " ".join(f"{n:>17}" for n in names) + f" {'total':>8}")
+        by = {(r["engine"], r["model"]): r["seconds"] for r in scoring}
+        base = {n: by.get(("duckdb", n)) for n in names}
+        for e in sql_engines:
+            cells = []
+            for n in names:
+                sec = by.get((e, n))
+                ratio = f" ({sec / base[n]:.1f}x)" if sec and base[n] else ""
+                cells.append(f"{sec:>8.1f}{ratio:>9}" if sec is not None else f"{'-':>17}")
+            total = sum(by.get((e, n), 0.0) for n in names)
+            print(f"{e:<9} " + " ".join(cells) + f" {total:>8.1f}")
     if a.out:
-        Path(a.out).write_text(json.dumps(results, indent=2))
+        for r in results:
+            r.pop("root", None)
+        Path(a.out).write_text(json.dumps({"builds": results, "scoring": scoring}, indent=2))
 
 
 if __name__ == "__main__":

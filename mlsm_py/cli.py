@@ -197,7 +197,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     s.require_warehouse()
     if not s.defs.summaries:
         raise MlsmError("the project defines no summary model to evaluate")
-    with hold(s.project.state, "evaluate"), s.registry() as con:
+    with hold(s.project.state, "evaluate", s.project.target), s.registry() as con:
         _say("summary models on the holdout (the current champions), next to their members:")
         evaluate.report(s, con)
         _say("on realised outcomes (each record as first published, outcome since arrived):")
@@ -212,7 +212,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     s = _session(args)
     s.require_warehouse()
-    with hold(s.project.state, "report"):
+    with hold(s.project.state, "report", s.project.target):
         out = html.write(s, Path(args.out) if args.out else None)
     _say(f"report: {out}")
     return 0

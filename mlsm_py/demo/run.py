@@ -80,7 +80,8 @@ def run(s: Session, rows: int, seed: int, replace_data: bool) -> None:
     t0 = time.perf_counter()
     p = s.project
     t = p.target
-    s.say(f"warehouse: {t.describe()} (dbt target {t.name})")
+    created = t.ensure_database()
+    s.say(f"warehouse: {t.describe()} (dbt target {t.name}" + (", created)" if created else ")"))
     con = t.connect()
     try:
         held = rows_in(con)

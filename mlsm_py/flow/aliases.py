@@ -115,7 +115,7 @@ def _plan(
 
 def promote(s: Session, model: str, fit_id: str | None = None, segment: str | None = None) -> str:
     s.require_warehouse()
-    with hold(s.project.state, "promote"), s.registry() as con:
+    with hold(s.project.state, "promote", s.project.target), s.registry() as con:
         m, where = _segment(s, con, model, segment)
         target, d, compared, was = _plan(s, con, m, where, segment, fit_id)
         with store.transaction(con):
@@ -129,7 +129,7 @@ def promote_proposed(s: Session, model: str) -> str:
     from `mlsm retrain --propose`), in one transaction: a proposal is open while the
     segment's last decision proposed its current challenger."""
     s.require_warehouse()
-    with hold(s.project.state, "promote"), s.registry() as con:
+    with hold(s.project.state, "promote", s.project.target), s.registry() as con:
         m = s.defs.model(model)
         levels = [None, *sorted(store.segment_aliases(con, m.name))] if m.segments else [None]
         moves = []
@@ -156,7 +156,7 @@ def rollback(s: Session, model: str, segment: str | None = None) -> str:
     """Back to the champion before the current one: the `from_fit` of the decision that
     installed the current champion (of one segment, with `segment`)."""
     s.require_warehouse()
-    with hold(s.project.state, "rollback"), s.registry() as con:
+    with hold(s.project.state, "rollback", s.project.target), s.registry() as con:
         m, where = _segment(s, con, model, segment)
         current = store.aliases(con, m.name, segment).get(store.CHAMPION)
         installed = store.installing_decision(con, m.name, segment)

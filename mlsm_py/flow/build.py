@@ -199,7 +199,7 @@ def fallback_lines(row: dict) -> list[str]:
 def run_build(s: Session) -> dict:
     """The `mlsm build` verb: under the warehouse lock, with progress output."""
     s.require_warehouse()
-    with hold(s.project.state, "build"):
+    with hold(s.project.state, "build", s.project.target):
         s.say(
             "[1/2] dbt build: staging -> features -> input checks -> scores -> winners -> "
             "score checks"

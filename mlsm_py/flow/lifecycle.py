@@ -101,7 +101,7 @@ def run_train(s: Session, names: Sequence[str] = ()) -> list[str]:
     """Fit, gate and register; the first fit of a model becomes its champion, later fits its
     challenger. Writes the generated dbt files; scores nothing (`mlsm build` does)."""
     models = _models(s, names)
-    with hold(s.project.state, "train"):
+    with hold(s.project.state, "train", s.project.target):
         with s.registry() as con:
             sync_files(s, con)
         s.say("[1/3] dbt build: staging -> features -> input checks")
@@ -281,7 +281,7 @@ def run_retrain(s: Session, propose: bool = False, names: Sequence[str] = ()) ->
     if not live:
         raise MlsmError("no live model to retrain (drafts are trained with `mlsm train`)")
     run_id = store.new_id()
-    with hold(s.project.state, "retrain"):
+    with hold(s.project.state, "retrain", s.project.target):
         with s.registry() as con:
             store.discard_pending(con)  # a killed run's leftovers; the lock says none runs
             for line in sync_files(s, con):

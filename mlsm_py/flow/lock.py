@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from mlsm_py.errors import MlsmError
 
@@ -25,7 +26,25 @@ def lock_path(warehouse: Path) -> Path:
 
 
 @contextlib.contextmanager
-def hold(warehouse: Path, command: str) -> Iterator[None]:
+def hold(warehouse: Path, command: str, target: Any = None) -> Iterator[None]:
+    """The run lock on `warehouse` (the DuckDB file, or a server target's local state), and on
+    a server warehouse also its own lock, which a run on another machine sees too."""
+    with _file_lock(warehouse, command), _warehouse_lock(target, command):
+        yield
+
+
+@contextlib.contextmanager
+def _warehouse_lock(target: Any, command: str) -> Iterator[None]:
+    hold_there = getattr(target, "advisory_lock", None)
+    if hold_there is None:
+        yield
+        return
+    with hold_there(command):
+        yield
+
+
+@contextlib.contextmanager
+def _file_lock(warehouse: Path, command: str) -> Iterator[None]:
     path = lock_path(warehouse)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -50,11 +50,17 @@ class Session:
         """Commands that read what training left must not create an empty warehouse (a
         mistyped --warehouse would then report every check as passing on nothing)."""
         t = self.project.target
-        if not t.exists():
-            where = "--warehouse / $MLSM_WAREHOUSE" if t.kind == "duckdb" else "--target"
+        if t.exists():
+            return
+        if t.kind == "duckdb":
             raise MlsmError(
-                f"{t.describe()} has no mlsm registry yet; check {where}, or run `mlsm train` first"
+                f"warehouse {t.state} does not exist; check --warehouse / $MLSM_WAREHOUSE, or "
+                "run `mlsm train` first"
             )
+        raise MlsmError(
+            f"{t.describe()} has no mlsm registry yet; check --target and the MLSM_PG_* "
+            "settings, or run `mlsm train` first"
+        )
 
     @contextlib.contextmanager
     def registry(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -5,21 +5,25 @@ dbt always talk to the same database. A `Target` knows, for its adapter: the sql
 how to open a connection for mlsm's own SQL (registry, publication, history), the parity
 engine, and whether dbt can run the generated Python models there. The SQL mlsm writes for
 itself is written once, in DuckDB's dialect, and transpiled by sqlglot for the other targets
-(`connection.SqlConnection`); what cannot be transpiled (replacing a table, describing one) is
-a method each target overrides.
+(`connection.SqlConnection`); what cannot be transpiled (replacing a table, loading one from
+Arrow, creating the database) is a method each target overrides.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlsm_py.errors import MlsmError
 
-# The adapters mlsm runs on, and the sqlglot dialect of each.
-KINDS = {"duckdb": "duckdb", "postgres": "postgres", "spark": "spark"}
+# pg_advisory_lock key of mlsm's run lock: "mlsm" in ASCII.
+_LOCK_KEY = 0x6D6C736D
+# The dbt adapters a project runs on (Spark: not yet, see the decision record).
+KINDS = ("duckdb", "postgres")
 
 
 @dataclass
@@ -40,6 +44,9 @@ class Target:
 
     def describe(self) -> str:
         return f"DuckDB file {self.state}"
+
+    def ensure_database(self) -> bool:
+        return False  # connecting creates the file
 
     def exists(self) -> bool:
         return self.state.is_file()
@@ -71,14 +78,6 @@ class Target:
             con.execute(f'create or replace table "{schema}"."{name}" as select * from __mlsm_load')
         finally:
             con.unregister("__mlsm_load")
-
-    def columns(self, con: Any, schema: str, table: str) -> list[tuple[str, str]]:
-        """(name, type) of a relation's columns, in order."""
-        q = (
-            "select column_name, data_type from information_schema.columns "
-            "where table_schema = ? and table_name = ? order by ordinal_position"
-        )
-        return [(n, t) for n, t in con.execute(q, [schema, table]).fetchall()]
 
 
 class PostgresTarget(Target):
@@ -128,6 +127,51 @@ class PostgresTarget(Target):
         if read_only:
             raw.set_session(readonly=True, autocommit=True)
         return SqlConnection(raw, self.dialect)
+
+    def ensure_database(self) -> bool:
+        """Create the profile's database if the server lacks it (`mlsm demo`); True if
+        created. Other verbs never create one: a mistyped name must not look like an empty
+        warehouse."""
+        import psycopg2
+        from psycopg2 import sql
+
+        try:
+            psycopg2.connect(self.dsn(), connect_timeout=10).close()
+            return False
+        except psycopg2.OperationalError as e:
+            if "does not exist" not in str(e):
+                first = (str(e).strip().splitlines() or ["no detail"])[0]
+                raise MlsmError(
+                    f"cannot connect to {self.describe()} (dbt target {self.name!r}): {first}"
+                ) from None
+        admin = dict(self.settings, dbname="postgres", database="postgres")
+        con = psycopg2.connect(type(self)(self.name, admin, self.state).dsn(), connect_timeout=10)
+        con.autocommit = True
+        try:
+            name = self.settings.get("dbname") or self.settings.get("database")
+            con.cursor().execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        finally:
+            con.close()
+        return True
+
+    @contextlib.contextmanager
+    def advisory_lock(self, command: str) -> Iterator[None]:
+        """One mlsm run per database, whichever machine runs it: a session-level advisory
+        lock, held by a connection of its own and released by the server if that connection
+        dies (SIGKILL included)."""
+        from mlsm_py.flow.lock import LockedError
+
+        con = self.connect()
+        try:
+            got = con.execute("select pg_try_advisory_lock(?)", [_LOCK_KEY]).fetchone()[0]
+            if not got:
+                raise LockedError(
+                    f"another mlsm run holds {self.describe()} (its advisory lock {_LOCK_KEY}); "
+                    f"nothing was changed by `mlsm {command}`. Try again when it has finished"
+                )
+            yield
+        finally:
+            con.close()  # closing the session releases the lock
 
     def exists(self) -> bool:
         from mlsm_py.registry.schema import SCHEMA
@@ -263,15 +307,18 @@ def resolve(dbt_dir: Path, name: str | None, duckdb_file: Path, env: dict[str, s
         )
     settings = dict(outputs[chosen])
     kind = str(settings.get("type", ""))
+    if kind == "spark":
+        raise MlsmError(
+            f"dbt target {chosen!r} is a Spark target: Spark scores compiled SQL "
+            "(to_sql(..., dialect='spark')) but is not a project warehouse yet (no row updates "
+            "or transactions for the registry; docs/decisions/0023-targets.md). Use duckdb or "
+            "postgres"
+        )
     if kind not in KINDS:
         raise MlsmError(
             f"dbt target {chosen!r} is a {kind!r} target; mlsm runs on {', '.join(KINDS)}"
         )
-    cls = _CLASSES.get(kind)
-    if cls is None:
-        from mlsm_py.warehouse.spark_target import SparkTarget
-
-        cls = SparkTarget
+    cls = _CLASSES[kind]
     # DuckDB's warehouse is the file; elsewhere the local state (artifacts, the serving
     # manifest, the run lock) sits under warehouse/ named after the target.
     state = duckdb_file if kind == "duckdb" else duckdb_file.parent / chosen

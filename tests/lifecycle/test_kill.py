@@ -21,7 +21,7 @@ from tests.helpers import ROOT, copy_project, load, mlsm, one_champion_each, que
 
 pytestmark = pytest.mark.dbt
 ROWS = 3000
-KILLS = 5
+KILLS = 4
 
 
 def _project(tmp: Path) -> Path:

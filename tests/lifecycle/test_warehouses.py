@@ -1,61 +1,64 @@
-"""One project, one data set, two warehouses: the demo's definitions trained, built, retrained,
-promoted and rolled back on DuckDB and on PostgreSQL (a fresh database on CI's server), with
-the published rows and the decision rows compared row by row. Then, on PostgreSQL, a failing
-check must leave the published tables as they were.
+"""One project, one data set, two warehouses, driven as a user drives it: `mlsm demo` (load,
+train, build, three weeks later, build), `mlsm retrain`, `mlsm promote`, `mlsm rollback` and
+`mlsm build`, once with the DuckDB target and once with `--target postgres` (a database the
+CI server lacks, created by the demo). The published rows and the decision rows are compared
+row by row; then, on PostgreSQL, a failing check must leave the published tables as they were,
+and a run elsewhere holding the database must stop the next one.
 
 Scores agree within 1e-9 (the parity tolerance); everything else (keys, fits, arms, winners,
 reasons, bands, decisions) must be identical."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import uuid
 
-import numpy as np
-import pyarrow as pa
 import pytest
 
-from mlsm_py.demo.data import DAYS, START, generate_leads, load_leads
+from mlsm_py import project
 from mlsm_py.errors import BuildError
-from mlsm_py.flow.aliases import promote, rollback
+from mlsm_py.flow.aliases import rollback
 from mlsm_py.flow.build import run_build
-from mlsm_py.flow.lifecycle import run_retrain, run_train
 from mlsm_py.flow.session import Session
-from mlsm_py.project import Project
 from mlsm_py.registry import store
 from tests.conftest import PG_DSN_VAR, _missing
-from tests.helpers import copy_project
+from tests.helpers import demo_project, mlsm
 
 pytestmark = pytest.mark.dbt
-ROWS = 3000
+ROWS = 2500
 TOL = 1e-9
 PG_ENV = ("MLSM_PG_HOST", "MLSM_PG_PORT", "MLSM_PG_USER", "MLSM_PG_PASSWORD", "MLSM_PG_DATABASE")
 
+# The demo's definitions with fewer trees and segments small enough to get fits of their own
+# at this size: the same kinds of model, in less time. Written into each test project.
+LIGHT_DEFS = """
+import dataclasses
 
-def _definitions():
-    """The demo's definitions, with segments small enough to get their own fits here and
-    fewer trees (the same kinds of model, in less time)."""
-    from lightgbm import LGBMClassifier
-    from sklearn.ensemble import RandomForestClassifier
+from lightgbm import LGBMClassifier
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
-    from models_py import PROJECT
+from models_py import PROJECT as DEMO
 
-    out = []
-    for m in PROJECT.models:
-        est = m.estimator
-        last = est.steps[-1][1]
-        if isinstance(last, RandomForestClassifier | LGBMClassifier):
-            est = est.set_params(model__n_estimators=20)
-        more = {"segment_min_rows": 400} if m.segments else {}
-        out.append(dataclasses.replace(m, estimator=est, **more))
-    return dataclasses.replace(PROJECT, models=out)
+_TREES = RandomForestClassifier | ExtraTreesClassifier | LGBMClassifier
+
+
+def _light(m):
+    est = m.estimator
+    if isinstance(est.steps[-1][1], _TREES):
+        est = est.set_params(model__n_estimators=10)
+    more = {"segment_min_rows": 150, "segment_min_positives": 10} if m.segments else {}
+    return dataclasses.replace(m, estimator=est, **more)
+
+
+PROJECT = dataclasses.replace(DEMO, models=[_light(m) for m in DEMO.models])
+"""
 
 
 @pytest.fixture(scope="module")
 def pg_database():
-    """A database of its own on the CI server, its connection in the profile's env vars."""
+    """A fresh database name on the CI server (the demo creates it), its connection in the
+    profile's env vars."""
     dsn = os.environ.get(PG_DSN_VAR)
     if not dsn:
         _missing(f"{PG_DSN_VAR} is not set; .ci/run starts PostgreSQL and sets it")
@@ -64,9 +67,6 @@ def pg_database():
 
     parts = parse_dsn(dsn)
     name = f"mlsm_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dsn)
-    admin.autocommit = True
-    admin.cursor().execute(f"create database {name}")
     env = {
         "MLSM_PG_HOST": parts.get("host", "127.0.0.1"),
         "MLSM_PG_PORT": parts.get("port", "5432"),
@@ -82,23 +82,22 @@ def pg_database():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+    admin = psycopg2.connect(dsn)
+    admin.autocommit = True
     admin.cursor().execute(f"drop database if exists {name} with (force)")
     admin.close()
 
 
-def _session(tmp, target: str, defs) -> Session:
-    dbt_dir = copy_project(tmp)
-    p = Project(tmp, "tests:defs", dbt_dir, tmp / "wh" / "mlsm.duckdb", target, _definitions=defs)
-    return Session(p, say=lambda _: None, actor="tester")
+def _project(tmp) -> object:
+    root = demo_project(tmp)
+    (root / "light_defs.py").write_text(LIGHT_DEFS)
+    text = (root / "pyproject.toml").read_text()
+    (root / "pyproject.toml").write_text(text.replace("models_py:PROJECT", "light_defs:PROJECT"))
+    return root
 
 
-def _load(s: Session, table: pa.Table) -> None:
-    t = s.project.target
-    con = t.connect()
-    try:
-        load_leads(con, table, target=t)
-    finally:
-        con.close()
+def _session(root, target: str) -> Session:
+    return Session(project.load(root, target=target), say=lambda _: None, actor="tester")
 
 
 def _rows(s: Session, sql: str) -> list[tuple]:
@@ -107,6 +106,13 @@ def _rows(s: Session, sql: str) -> list[tuple]:
         return [tuple(r) for r in con.execute(sql).fetchall()]
     finally:
         con.close()
+
+
+def _run(root, target: str, *args: str):
+    out = mlsm(*args, "--target", target, cwd=root)
+    assert out.returncode == 0, (args, out.stderr[-3000:])
+    assert "Traceback" not in out.stderr
+    return out.stdout
 
 
 SCORES = (
@@ -144,50 +150,31 @@ def _snapshot(s: Session) -> dict[str, list[tuple]]:
 
 
 def _lifecycle(tmp, target: str) -> dict:
-    """Day one (train, build), three weeks later (outcomes and new leads; retrain), and a
-    manual move and its rollback; a snapshot after each."""
-    s = _session(tmp, target, _definitions())
-    _load(s, generate_leads(ROWS, 11))
-    run_train(s)
-    run_build(s)
-    day_one = _snapshot(s)
-    newer = generate_leads(
-        ROWS // 6,
-        12,
-        start=START + np.timedelta64(DAYS, "D"),
-        days=21,
-        first_id=ROWS + 1,
-        double_counted=0.4,
-        outcomes="none",
-    )
-    _load(s, pa.concat_tables([generate_leads(ROWS, 11, outcomes="all"), newer]))
-    run_retrain(s)
+    """The demo, a retrain and (on PostgreSQL) a manual move, its rollback and a build; a
+    snapshot after each."""
+    root = _project(tmp)
+    demo = _run(root, target, "demo", "--rows", str(ROWS))
+    s = _session(root, target)
+    after_demo = _snapshot(s)
+    _run(root, target, "retrain")
     retrained = _snapshot(s)
+    out = {"session": s, "demo_output": demo, "demo": after_demo, "retrained": retrained}
+    if target == "duckdb":  # the manual moves are compared by their audit rows, on PostgreSQL
+        return out
     # A manual promotion of lead_logreg's challenger (or, if the retrain promoted it, a
-    # rollback of that), then a rollback: the champion returns, two audit rows more.
+    # rollback of that), then a rollback: two audit rows more, and the next build publishes
+    # the champion the rollback restored.
     with s.registry() as con:
         before = store.aliases(con, "lead_logreg").get(store.CHAMPION)
         challenger = store.aliases(con, "lead_logreg").get(store.CHALLENGER)
-    if challenger is not None:
-        promote(s, "lead_logreg")
-    else:
-        rollback(s, "lead_logreg")
+    _run(root, target, "promote" if challenger else "rollback", "lead_logreg")
     with s.registry() as con:
         moved = store.aliases(con, "lead_logreg").get(store.CHAMPION)
-    run_build(s)
-    after_move = _snapshot(s)
-    rollback(s, "lead_logreg")
+    _run(root, target, "rollback", "lead_logreg")
     with s.registry() as con:
         back = store.aliases(con, "lead_logreg").get(store.CHAMPION)
-    run_build(s)
-    return {
-        "session": s,
-        "day_one": day_one,
-        "retrained": retrained,
-        "after_move": after_move,
-        "final": _snapshot(s),
-        "moves": (before, moved, back),
-    }
+    _run(root, target, "build")
+    return {**out, "final": _snapshot(s), "moves": (before, moved, back)}
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +199,7 @@ def _same(a: list[tuple], b: list[tuple], what: str) -> None:
                 assert u == v, f"{what} row {i} col {j}: {u!r} on DuckDB, {v!r} on PostgreSQL"
 
 
-@pytest.mark.parametrize("step", ["day_one", "retrained", "after_move", "final"])
+@pytest.mark.parametrize("step", ["demo", "retrained"])
 def test_published_rows_are_the_same_on_both(runs, step):
     duck, pg = runs["duckdb"][step], runs["postgres"][step]
     assert duck["scores"] and duck["winners"] and duck["call_list"]
@@ -220,21 +207,32 @@ def test_published_rows_are_the_same_on_both(runs, step):
         _same(duck[table], pg[table], f"{step}: published.{table}")
 
 
-@pytest.mark.parametrize("step", ["retrained", "final"])
-def test_decision_rows_are_the_same_on_both(runs, step):
-    duck, pg = runs["duckdb"][step], runs["postgres"][step]
+def test_decision_rows_are_the_same_on_both(runs):
+    duck, pg = runs["duckdb"]["retrained"], runs["postgres"]["retrained"]
+    step = "retrained"
     assert duck["decisions"], "the retrain recorded no decision"
     _same(duck["decisions"], pg["decisions"], f"{step}: decisions")
     _same(duck["compared"], pg["compared"], f"{step}: decision_metrics")
 
 
-def test_the_demo_scores_in_sql_on_postgres_with_segment_fits(runs):
+def test_mlsm_demo_target_postgres_end_to_end(runs, pg_database):
+    """One command, as the README says: the database is created, the demo's leads loaded into
+    it, trained, built and published there, every model in SQL."""
     pg = runs["postgres"]
+    text = pg["demo_output"]
+    assert f"PostgreSQL database {pg_database} on" in text
+    assert "(dbt target postgres, created)" in text
+    assert text.count("published run") == 2 and "readers: query published.* in" in text
+    assert "sql route" in text and "python route" not in text
+    assert "realised: lead_winner on" in text
+    top = text.split("top of published.call_list")[1].split("the SQL")[0].strip().splitlines()[2:]
+    printed = [(int(t.split()[0]), int(t.split()[1])) for t in top]
+    assert printed == [r[:2] for r in pg["demo"]["call_list"][:5]]
     s = pg["session"]
     routes = _rows(s, "select distinct route, dialect from mlsm_registry.fits")
     assert routes == [("sql", "postgres")]
-    segs = {r[4] for r in pg["day_one"]["scores"] if r[1] == "lead_lgbm" and not r[5]}
-    assert len(segs) >= 2, "the segmented model scored no record by a segment fit"
+    segs = {r[4] for r in pg["demo"]["scores"] if r[1] == "lead_lgbm" and not r[5]}
+    assert len(segs) >= 2, f"segment fits scored only {segs}"
     header = (s.project.dbt_dir / "models" / "scores" / "score__lead_forest.sql").read_text()
     assert "postgres dialect" in header.splitlines()[3]
 
@@ -243,14 +241,12 @@ def test_promotion_and_rollback_leave_audit_rows_on_postgres(runs):
     pg = runs["postgres"]
     before, moved, back = pg["moves"]
     assert moved != before and back == before
-    actions = [r[2:4] for r in pg["final"]["decisions"] if r[0] == "lead_logreg" and not r[1]]
-    assert actions[-1] == ("rollback", "rolled_back")
-    fits = {
-        r[3] for r in pg["after_move"]["scores"] if r[1] == "lead_logreg" and r[2] == "champion"
-    }
-    assert fits == {moved}
-    fits = {r[3] for r in pg["final"]["scores"] if r[1] == "lead_logreg" and r[2] == "champion"}
-    assert fits == {back}
+    rows = [r for r in pg["final"]["decisions"] if r[0] == "lead_logreg" and not r[1]]
+    assert [r[2:4] for r in rows[-2:]][-1] == ("rollback", "rolled_back")
+    assert (rows[-2][4], rows[-2][5]) == (before, moved)  # the move, then back
+    assert (rows[-1][4], rows[-1][5]) == (moved, back)
+    scored = {r[3] for r in pg["final"]["scores"] if r[1:3] == ("lead_logreg", "champion")}
+    assert scored == {back}
 
 
 def test_a_failing_check_on_postgres_leaves_published_tables(runs):
@@ -271,3 +267,23 @@ def test_a_failing_check_on_postgres_leaves_published_tables(runs):
     assert _rows(s, "select count(*) from mlsm_registry.builds where status = 'published'") == (
         published
     )
+
+
+def test_a_run_on_another_machine_holds_the_database(runs):
+    """The local file lock cannot see a run elsewhere; the database's advisory lock does."""
+    import psycopg2
+
+    from mlsm_py.flow.lock import LockedError
+    from mlsm_py.warehouse.targets import _LOCK_KEY
+
+    s = runs["postgres"]["session"]
+    before = _snapshot(s)["decisions"]
+    other = psycopg2.connect(s.project.target.dsn())  # "another machine": its own session
+    try:
+        other.cursor().execute("select pg_advisory_lock(%s)", [_LOCK_KEY])
+        for verb in (lambda: run_build(s), lambda: rollback(s, "lead_logreg")):
+            with pytest.raises(LockedError, match="another mlsm run holds PostgreSQL database"):
+                verb()
+    finally:
+        other.close()
+    assert _snapshot(s)["decisions"] == before
