@@ -47,12 +47,12 @@ def _project(root: Path) -> Path:
     return root
 
 
-def _load(root: Path, target: str, rows: int, seed: int) -> float:
+def _load(root: Path, target: str, rows: int, seed: int, outcomes: str = "matured") -> float:
     from mlsm_py import project
     from mlsm_py.demo.data import generate_leads, load_leads
 
     t = project.load(root, target=target).target
-    table = generate_leads(rows, seed)
+    table = generate_leads(rows, seed, outcomes=outcomes)
     t0 = time.perf_counter()
     con = t.connect()
     try:
@@ -96,6 +96,18 @@ def _node_seconds(root: Path) -> tuple[float, int]:
     return total, len(results["results"])
 
 
+def _rows_scored(root: Path, engine: str) -> int:
+    from mlsm_py import project
+
+    t = project.load(root, target=engine).target
+    con = t.connect()
+    try:
+        q = "select rows_scored from mlsm_registry.builds order by started_at desc limit 1"
+        return int(con.execute(q).fetchone()[0])
+    finally:
+        con.close()
+
+
 def _dbt_seconds(output: str) -> float:
     """dbt's wall time as `mlsm build` prints it: `dbt: ... (12.3 s)`."""
     for line in output.splitlines():
@@ -105,12 +117,14 @@ def _dbt_seconds(output: str) -> float:
     return float("nan")
 
 
-def run_engine(engine: str, rows: int, train_rows: int, env: dict) -> dict:
+def run_engine(engine: str, rows: int, train_rows: int, env: dict, all_open: bool) -> dict:
     root = _project(Path(tempfile.mkdtemp(prefix=f"mlsm-bench-{engine}-")))
     print(f"[{engine}] project {root}: training on {train_rows:,} leads", flush=True)
     _load(root, engine, train_rows, 42)
     _mlsm(root, ["train", "--target", engine], env)
-    load_s = _load(root, engine, rows, 7)
+    # The demo's leads (most with an outcome; the models score the open ones), or with
+    # --all-open none with an outcome, so every lead is scored by every model.
+    load_s = _load(root, engine, rows, 7, outcomes="none" if all_open else "matured")
     print(f"[{engine}] {rows:,} leads loaded in {load_s:.1f} s; mlsm build", flush=True)
     wall, rss, out = _mlsm(root, ["build", "--target", engine], env)
     dbt_s = _dbt_seconds(out)
@@ -126,6 +140,7 @@ def run_engine(engine: str, rows: int, train_rows: int, env: dict) -> dict:
         "nodes": nodes,
         "peak_rss_mib": rss,
         "load_s": load_s,
+        "rows_scored": _rows_scored(root, engine),
         "root": root,
     }
 
@@ -219,6 +234,9 @@ def main() -> None:
     ap.add_argument("--engines", default="duckdb,postgres", help="daily build on these")
     ap.add_argument("--sql-engines", default="duckdb,postgres,spark", help="scoring SQL on these")
     ap.add_argument("--big", type=int, default=0, help="DuckDB again at this many leads")
+    ap.add_argument(
+        "--all-open", action="store_true", help="no lead has an outcome: every one is scored"
+    )
     ap.add_argument("--out", help="write the results as JSON")
     a = ap.parse_args()
     env = dict(os.environ, MLSM_DBT_THREADS="1", DO_NOT_TRACK="1")
@@ -234,24 +252,24 @@ def main() -> None:
         env["MLSM_PG_DATABASE"] = os.environ["MLSM_PG_DATABASE"] = "mlsm_bench"
         _pg_database("mlsm_bench")
     print(f"load average {os.getloadavg()[0]:.2f}; dbt threads 1", flush=True)
-    results = [run_engine(e, a.rows, a.train_rows, env) for e in engines]
+    results = [run_engine(e, a.rows, a.train_rows, env, a.all_open) for e in engines]
     scoring = scoring_sql(results[0]["root"], sql_engines) if results and sql_engines else []
     if a.big:
-        results.append(run_engine("duckdb", a.big, a.train_rows, env))
+        results.append(run_engine("duckdb", a.big, a.train_rows, env, a.all_open))
     if "postgres" in engines or "postgres" in sql_engines:
         _pg_database("mlsm_bench", drop=True)
     base = {r["rows"]: r["build_s"] for r in results if r["engine"] == "duckdb"}
     print()
     print(
-        f"{'engine':<9} {'leads':>11} {'build s':>8} {'dbt s':>7} {'SQL s':>7} "
+        f"{'engine':<9} {'leads':>11} {'scored':>9} {'build s':>8} {'dbt s':>7} {'SQL s':>7} "
         f"{'overhead':>8} {'publish+':>8} {'peak MiB':>8} {'vs duckdb':>9}"
     )
     for r in results:
         ratio = r["build_s"] / base[r["rows"]] if r["rows"] in base else float("nan")
         print(
-            f"{r['engine']:<9} {r['rows']:>11,} {r['build_s']:>8.1f} {r['dbt_s']:>7.1f} "
-            f"{r['sql_s']:>7.1f} {r['dbt_overhead_s']:>8.1f} {r['other_s']:>8.1f} "
-            f"{r['peak_rss_mib']:>8.0f} {ratio:>8.2f}x"
+            f"{r['engine']:<9} {r['rows']:>11,} {r['rows_scored']:>9,} {r['build_s']:>8.1f} "
+            f"{r['dbt_s']:>7.1f} {r['sql_s']:>7.1f} {r['dbt_overhead_s']:>8.1f} "
+            f"{r['other_s']:>8.1f} {r['peak_rss_mib']:>8.0f} {ratio:>8.2f}x"
         )
     print(
         "\nbuild s: `mlsm build` wall; dbt s: dbt build wall; SQL s: the nodes' execute time; "
