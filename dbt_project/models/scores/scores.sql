@@ -35,7 +35,7 @@ bands as (
 
 unioned as (
 
-    select lead_id, model_name, model_version, fit_id, 'champion' as role, 'draft' as model_status, score, cast(null as varchar) as segment, false as fallback, cast(null as varchar) as reason_1, cast(null as double) as reason_1_contribution, cast(null as varchar) as reason_2, cast(null as double) as reason_2_contribution, cast(null as varchar) as reason_3, cast(null as double) as reason_3_contribution, cast(null as varchar) as reason_4, cast(null as double) as reason_4_contribution from score__lead_extra_trees
+    select lead_id, model_name, model_version, fit_id, 'champion' as role, 'draft' as model_status, score, cast(null as varchar) as segment, false as fallback, cast(null as varchar) as reason_1, cast(null as {{ mlsm.type_double() }}) as reason_1_contribution, cast(null as varchar) as reason_2, cast(null as {{ mlsm.type_double() }}) as reason_2_contribution, cast(null as varchar) as reason_3, cast(null as {{ mlsm.type_double() }}) as reason_3_contribution, cast(null as varchar) as reason_4, cast(null as {{ mlsm.type_double() }}) as reason_4_contribution from score__lead_extra_trees
     union all
     select lead_id, model_name, model_version, fit_id, 'champion' as role, 'live' as model_status, score, cast(null as varchar) as segment, false as fallback, reason_1, reason_1_contribution, reason_2, reason_2_contribution, reason_3, reason_3_contribution, reason_4, reason_4_contribution from score__lead_forest
     union all
