@@ -191,10 +191,13 @@ def _same(a: list[tuple], b: list[tuple], what: str) -> None:
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         for j, (u, v) in enumerate(zip(x, y, strict=True)):
             if isinstance(u, float) or isinstance(v, float):
-                if u is None or v is None or (math.isnan(u) and math.isnan(v)):
-                    assert u is v or (u == u) is (v == v), f"{what} row {i} col {j}: {u} != {v}"
-                    continue
-                assert abs(u - v) <= TOL, f"{what} row {i} col {j}: {u} vs {v}"
+                where = f"{what} row {i} col {j}: {u!r} on DuckDB, {v!r} on PostgreSQL"
+                if u is None or v is None:  # NULL on one side only is a difference
+                    assert u is None and v is None, where
+                elif math.isnan(u) or math.isnan(v):
+                    assert math.isnan(u) and math.isnan(v), where
+                else:
+                    assert abs(u - v) <= TOL, where
             else:
                 assert u == v, f"{what} row {i} col {j}: {u!r} on DuckDB, {v!r} on PostgreSQL"
 
