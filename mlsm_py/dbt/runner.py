@@ -54,12 +54,12 @@ def run(ctx: DbtContext, args: list[str], variables: dict | None = None) -> Buil
         "MLSM_DBT_PACKAGE": str(macro_package()),
         "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1"),
     }
-    with _environment(env):
+    with environment(env):
         return _invoke(ctx, args, variables)
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def environment(values: dict[str, str]) -> Iterator[None]:
     """dbt reads the profile's env_var()s from the process environment; set them for this
     invocation only, so one project's warehouse never leaks into the next command."""
     saved = {k: os.environ.get(k) for k in values}

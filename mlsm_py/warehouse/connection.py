@@ -26,12 +26,6 @@ def transpile(sql: str, dialect: str) -> str:
     return statements[0]
 
 
-def _plain(v: Any) -> Any:
-    """numpy scalars as Python ones (COPY's text form is written from Python values)."""
-    item = getattr(v, "item", None)
-    return item() if callable(item) else v
-
-
 class Result:
     def __init__(self, cursor: Any):
         self._cur = cursor
@@ -95,17 +89,10 @@ class SqlConnection:
 
     def copy_rows(self, table: str, columns: list[str], rows) -> None:
         """Append rows (tuples of Python values) with COPY: one round trip for many rows."""
-        import io
+        from mlsm_py.warehouse.engines import copy_text
 
-        from mlsm_py.warehouse.engines import _copy_field
-
-        buf = io.StringIO()
-        for row in rows:
-            buf.write("\t".join(_copy_field(_plain(v)) for v in row))
-            buf.write("\n")
-        buf.seek(0)
         with self.raw.cursor() as cur:
-            cur.copy_expert(f"copy {table} ({', '.join(columns)}) from stdin", buf)
+            cur.copy_expert(f"copy {table} ({', '.join(columns)}) from stdin", copy_text(rows))
 
     def close(self) -> None:
         self.raw.close()

@@ -124,7 +124,7 @@ class PostgresEngine:
             cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
             cur.execute(sql.SQL("CREATE TEMP TABLE {} ({})").format(name, sql.SQL(", ").join(cols)))
             copy = sql.SQL("COPY {} FROM STDIN").format(name).as_string(self.con)
-            cur.copy_expert(copy, _copy_text(table))
+            cur.copy_expert(copy, copy_text(arrow_rows(table)))
 
     def fetch_arrow(self, sql: str) -> pa.Table:
         with self.con.cursor() as cur:
@@ -199,14 +199,25 @@ def _copy_field(value: Any) -> str:
     return str(value)
 
 
-def _copy_text(table: pa.Table) -> io.StringIO:
-    columns = [c.to_pylist() for c in table.columns]
+def arrow_rows(table: pa.Table):
+    """An Arrow table's rows, as tuples of Python values."""
+    return zip(*(c.to_pylist() for c in table.columns), strict=True)
+
+
+def copy_text(rows) -> io.StringIO:
+    """Rows (tuples of Python or numpy scalar values) in COPY's text format."""
     buf = io.StringIO()
-    for row in zip(*columns, strict=True):
-        buf.write("\t".join(_copy_field(v) for v in row))
+    for row in rows:
+        buf.write("\t".join(_copy_field(_plain(v)) for v in row))
         buf.write("\n")
     buf.seek(0)
     return buf
+
+
+def _plain(v: Any) -> Any:
+    # numpy scalars as Python ones: repr(np.float64(0.5)) is "np.float64(0.5)" in numpy 2.
+    item = getattr(v, "item", None)
+    return item() if callable(item) else v
 
 
 class SparkEngine:

@@ -193,7 +193,7 @@ class PostgresTarget(Target):
 
     def load_arrow(self, con: Any, schema: str, name: str, table: Any) -> None:
         from mlsm_py.registry import store
-        from mlsm_py.warehouse.engines import _pg_type
+        from mlsm_py.warehouse.engines import _pg_type, arrow_rows
 
         cols = ", ".join(f'"{f.name}" {_pg_type(f.type)}' for f in table.schema)
         con.execute(f'create schema if not exists "{schema}"')
@@ -207,16 +207,13 @@ class PostgresTarget(Target):
             con.execute(f'truncate table "{schema}"."{name}"')
         else:
             con.execute_native(f'create table "{schema}"."{name}" ({cols})')
-        con.copy_rows(f'"{schema}"."{name}"', [f'"{c}"' for c in table.column_names], _rows(table))
+        con.copy_rows(
+            f'"{schema}"."{name}"', [f'"{c}"' for c in table.column_names], arrow_rows(table)
+        )
 
     def replace_table(self, con: Any, name: str, select_sql: str) -> list[str]:
         # No CREATE OR REPLACE TABLE; drop + create is atomic inside the transaction.
         return [f"drop table if exists {name}", f"create table {name} as {select_sql}"]
-
-
-def _rows(table: Any):
-    columns = [c.to_pylist() for c in table.columns]
-    return zip(*columns, strict=True)
 
 
 def _float_or_none(value: str | None, _cur: Any) -> float | None:
@@ -286,17 +283,11 @@ def resolve(dbt_dir: Path, name: str | None, duckdb_file: Path, env: dict[str, s
     """The target `name` (default: the profile's) of the project, its settings rendered with
     `env` set as mlsm sets it for dbt."""
     default, outputs = profile_outputs(dbt_dir, render=False)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        if _needs_rendering(name, default, outputs):
+    if _needs_rendering(name, default, outputs):
+        from mlsm_py.dbt.runner import environment
+
+        with environment(env):  # as mlsm sets it for dbt
             default, outputs = profile_outputs(dbt_dir)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     chosen = name or default
     if not outputs and not name:  # no profile to read: dbt's own default, a DuckDB file
         return Target("", {"type": "duckdb"}, duckdb_file)
