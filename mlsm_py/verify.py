@@ -9,9 +9,9 @@ import duckdb
 import pandas as pd
 
 from mlsm_py import segments
-from mlsm_py.compile.assemblers import assemble
 from mlsm_py.errors import MlsmError
 from mlsm_py.estimator import input_types as field_types
+from mlsm_py.flow.compiled import assemble_for
 from mlsm_py.flow.session import Session
 from mlsm_py.frames import model_frame
 from mlsm_py.parity.fuzz import FuzzReport, fuzz_parity, fuzz_table
@@ -70,7 +70,7 @@ def verify(
             f"({record['estimator']}, {path} route); artifact sha256 verified"
         )
         holdout = _holdout(con, model, record)
-        assembled = assemble(estimator) if path == "sql" else None
+        assembled = assemble_for(model, estimator) if path == "sql" else None
         if path == "sql":
             gate = check_parity(estimator, engine, holdout, assembled=assembled)
         else:

@@ -129,7 +129,9 @@ class SqlEmitter:
         check_names(list(state.inputs), key)
         source = exp.to_table(table) if isinstance(table, str) else table
         key_col = [self._col(key)] if key is not None else []
-        input_cols = [self._typed_input(n, t) for n, t in sorted(state.inputs.items())]
+        input_cols = [
+            self._typed_input(n, t, n in assembled.finite) for n, t in sorted(state.inputs.items())
+        ]
         query = exp.select(*key_col, *input_cols).from_(source)
         ctes: list[tuple[str, exp.Expression]] = [("inputs", query)]
         previous = "inputs"
@@ -184,9 +186,13 @@ class SqlEmitter:
     def _col(self, name: str) -> exp.Column:
         return exp.column(exp.to_identifier(name, quoted=True))
 
-    def _typed_input(self, name: str, sql_type: str) -> exp.Expression:
+    def _typed_input(self, name: str, sql_type: str, finite: bool = False) -> exp.Expression:
         col = self._col(name)
-        if sql_type == "double":
+        if sql_type == "double" and finite:
+            # The contract's `finite` check keeps NaN out of scoring: no per-row step (for a
+            # logistic regression on 20 columns it was 40% of the statement's time).
+            typed = self.typed_double(exp.cast(col, self.double_type()))
+        elif sql_type == "double":
             # NaN is missing, as in scikit-learn and LightGBM: it must take the NULL route, and
             # NaN = NaN holds on DuckDB, PostgreSQL and Spark alike.
             nan = exp.cast(exp.Literal.string("NaN"), self.double_type())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -56,10 +56,22 @@ def jinja_inert(text: str) -> str:
     return re.sub(r"[{}]", lambda m: "{{ '" + m.group(0) + "' }}", text)
 
 
+def contract_finite(m: Model) -> frozenset[str]:
+    """The inputs whose `fields` contract has the `finite` rule (every double field): a build
+    scores none of their NaN or +-inf values, so the SQL need not turn NaN into NULL."""
+    return frozenset(f.name for f in m.fields if f.type == "double")
+
+
+def assemble_for(m: Model, estimator: Any) -> Assembled:
+    """The estimator assembled as the model's contract lets it be read (`Assembled.finite`)."""
+    assembled = assemble(estimator)
+    return replace(assembled, finite=contract_finite(m) & frozenset(assembled.inputs))
+
+
 def _route(m: Model, estimator: Any, target: Any = None) -> tuple[str, str, Assembled | None]:
     python_ok = target is None or target.python_route
     try:
-        assembled = assemble(estimator)
+        assembled = assemble_for(m, estimator)
     except UnsupportedError as e:
         if not python_ok:
             raise SpecError(
@@ -231,7 +243,8 @@ def _with_reasons(fit: Fit, assembled: Assembled | None) -> tuple[Any, Any]:
         top = rc.top_reasons(c, m.reasons)
     except UnsupportedError as e:
         raise SpecError(f"model {m.name!r}: reasons={m.reasons}: {e}") from None
-    return rc.as_assembled(assembled.inputs, [*assembled.outputs(), *top]), c
+    columns = rc.as_assembled(assembled.inputs, [*assembled.outputs(), *top])
+    return replace(columns, finite=assembled.finite), c
 
 
 def _gate_reasons(fit: Fit, c: Any, body: str, assembled: Assembled, con: Any) -> dict:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlsm_py.compile.assemblers import Assembled
 from mlsm_py.compile.emitter import SqlEmitter
@@ -114,6 +115,17 @@ def fuzz_table(
     table = pa.table(cols)
     if numeric:
         table = _with_odd_rows(table, rng, numeric)
+    return _within_contract(table, assembled.finite if assembled is not None else frozenset())
+
+
+def _within_contract(table: pa.Table, finite: frozenset[str]) -> pa.Table:
+    """NaN and +-inf become NULL in the columns a contract keeps finite: a build never scores
+    such a value (the `finite` check blocks or quarantines the row), so it is not fuzzed."""
+    for name in sorted(finite & set(table.column_names)):
+        col = table.column(name)
+        bad = pc.invert(pc.is_finite(pc.fill_null(col, 0.0)))
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, pc.if_else(bad, pa.scalar(None, pa.float64()), col))
     return table
 
 

@@ -168,7 +168,9 @@ def adversarial_rows(
     for i, name in enumerate(sorted(types)):
         row0 = base[i % len(base)]
         if types[name] == "double":
-            values: list[Any] = [None, *NON_FINITE, *EXTREMES]
+            # NaN and +-inf in a column the contract keeps finite never reach the SQL.
+            odd = [] if name in assembled.finite else NON_FINITE
+            values: list[Any] = [None, *odd, *EXTREMES]
             for c in sorted(consts.get(name, ())):
                 values.extend(neighbours(c))
         else:

@@ -150,6 +150,10 @@ class Assembled:
     classes: tuple = ()
     probas: tuple[ast.Expr, ...] = ()
     tolerance: float | None = None
+    # Inputs a data contract guarantees hold a finite number or NULL (never NaN or +-inf): the
+    # SQL reads them as they are, without the per-row NaN -> NULL step. Empty for a bare
+    # estimator; `flow.compiled` fills it from the model's `fields` (the `finite` checks).
+    finite: frozenset[str] = frozenset()
 
     def outputs(self) -> list[tuple[str, ast.Expr]]:
         """The output columns in order: `score`, or `score_<class>`... and `predicted_class`."""

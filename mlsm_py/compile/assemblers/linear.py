@@ -33,12 +33,49 @@ EXPIT_HIGH = 40.0
 EXPIT_LOW = -float(np.log(np.finfo(np.float64).max))  # -709.78...
 
 
+def affine(expr: ast.Expr) -> tuple[ast.Expr, float, float]:
+    """`expr` as (base, a, c) with expr = a * base + c, peeling the constant steps a scaler
+    adds ((x - mean) / scale, x * scale + min, x / max_abs) off whatever they read."""
+    a, c = 1.0, 0.0
+    steps = []
+    node = expr
+    while True:
+        inner = node.expr if isinstance(node, ast.IdExpr) else node
+        if not (isinstance(inner, ast.BinNumExpr) and isinstance(inner.right, ast.NumVal)):
+            break  # what the steps read stays as it was (a shared imputed column stays shared)
+        steps.append((inner.op, float(inner.right.value)))
+        node = inner.left
+    for op, v in reversed(steps):  # innermost first
+        if op == ast.BinNumOpType.ADD:
+            c += v
+        elif op == ast.BinNumOpType.SUB:
+            c -= v
+        elif op == ast.BinNumOpType.MUL:
+            a, c = a * v, c * v
+        else:
+            a, c = a / v, c / v
+    return node, a, c
+
+
 def _weighted_sum(coef: np.ndarray, intercept: float, inputs: list[ast.Expr]) -> ast.Expr:
+    """intercept + sum of w * x. A scaler's constants are folded into the weights and the
+    intercept, so each input costs one multiply-add on what the imputer yields (the scaling
+    steps are not computed per row). This moves scores by a few ulps, not more: the products
+    and sums are the same float64 values up to rounding, and the gate's 1e-9 holds them."""
     if len(coef) != len(inputs):
         raise UnsupportedError(f"linear model has {len(coef)} weights for {len(inputs)} inputs")
     numeric_or_raise(np.append(coef, intercept), "linear model")
-    terms: list[ast.Expr] = [ast.num(intercept)]
-    for w, x in zip(coef, inputs, strict=True):
+    folded = [affine(x) for x in inputs]
+    weights = [float(w) * a for w, (_, a, _) in zip(coef, folded, strict=True)]
+    offset = float(intercept) + sum(
+        float(w) * c for w, (_, _, c) in zip(coef, folded, strict=True) if c != 0.0
+    )
+    if not np.isfinite(np.array([*weights, offset])).all():
+        # A scale near the float64 limits: folding would overflow, so compute it as written.
+        folded = [(x, 1.0, 0.0) for x in inputs]
+        weights, offset = [float(w) for w in coef], float(intercept)
+    terms: list[ast.Expr] = [ast.num(offset)]
+    for w, (x, _, _) in zip(weights, folded, strict=True):
         terms.append(ast.BinNumExpr(ast.as_double(x), ast.num(w), ast.BinNumOpType.MUL))
     return ast.add_all(terms)
 
