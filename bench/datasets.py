@@ -112,9 +112,10 @@ def training_frame(table: pa.Table, ds: DataSet, rows: int) -> tuple[pd.DataFram
 
 
 def _sklearn(ds: DataSet, final: Any, scale: bool = False) -> Pipeline:
-    num = make_pipeline(SimpleImputer(strategy="median"), *([StandardScaler()] if scale else []))
+    scaler = [StandardScaler()] if scale else []
     if not ds.categorical:
-        return make_pipeline(num, final) if scale else make_pipeline(*num.steps[0:1], final)
+        return make_pipeline(SimpleImputer(strategy="median"), *scaler, final)
+    num = make_pipeline(SimpleImputer(strategy="median"), *scaler)
     cat = make_pipeline(
         SimpleImputer(strategy="constant", fill_value="missing"),
         OneHotEncoder(handle_unknown="ignore", sparse_output=False),

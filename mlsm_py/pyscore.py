@@ -82,13 +82,22 @@ def _predict_array(estimator: Any, df: pd.DataFrame, task: str) -> np.ndarray:
         return np.asarray(estimator.predict_proba(df), dtype="float64")
 
 
-def library_frame(estimator: Any, df: pd.DataFrame) -> pd.DataFrame:
+def category_levels(estimator: Any) -> dict[str, list[str]]:
+    """{column: training levels} of a LightGBM model fitted on pandas `category` columns;
+    empty for anything else. Read once per relation: it dumps the model."""
+    return pandas_categories(estimator) if isinstance(estimator, LGBMModel) else {}
+
+
+def library_frame(
+    estimator: Any, df: pd.DataFrame, levels: dict[str, list[str]] | None = None
+) -> pd.DataFrame:
     """The frame as the library itself needs it. A LightGBM model fitted on pandas `category`
     columns refuses text columns: those become `pd.Categorical` in the training levels (an
-    unseen level becomes missing, as LightGBM maps it)."""
+    unseen level becomes missing, as LightGBM maps it). `levels`: `category_levels`, if the
+    caller has it."""
     if not isinstance(estimator, LGBMModel):
         return df
-    levels = pandas_categories(estimator)
+    levels = category_levels(estimator) if levels is None else levels
     if not levels:
         return df
     df = df.copy()
@@ -136,14 +145,16 @@ def predict_refusing(
     return out
 
 
-def predict(estimator: Any, df: pd.DataFrame) -> dict[str, pa.Array]:
+def predict(
+    estimator: Any, df: pd.DataFrame, levels: dict[str, list[str]] | None = None
+) -> dict[str, pa.Array]:
     """Output columns for a frame. Rows the library refuses (scikit-learn raises on +-inf or
     values beyond float32) get NULL outputs, so the score checks downstream name them; the rest
     of the batch is scored."""
     task = task_of(estimator)
     names = output_columns(estimator)
     width = len(names) - 1 if task == "multiclass" else 1
-    df = library_frame(estimator, df)
+    df = library_frame(estimator, df, levels)
     values = predict_refusing(lambda d: _predict_array(estimator, d, task), df, width)
     refused = np.isnan(values).all(axis=1)
     out = {
@@ -167,6 +178,7 @@ def score_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Key, constants (model name, version, ...) and the output columns, batch by batch."""
     names = input_names(estimator)
+    levels = category_levels(estimator)
     types: dict[str, str] | None = None
     for batch in batches:
         if types is None:
@@ -180,7 +192,7 @@ def score_batches(
         for name, value in (constants or {}).items():
             typ = pa.string() if isinstance(value, str) else pa.int64()
             arrays[name] = pa.array([value] * batch.num_rows, typ)
-        arrays.update(predict(estimator, frame(batch, types)))
+        arrays.update(predict(estimator, frame(batch, types), levels))
         yield pa.RecordBatch.from_pydict(arrays)
 
 

@@ -7,6 +7,7 @@ faster.
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +18,9 @@ from sklearn.tree import DecisionTreeClassifier
 from xgboost import XGBClassifier
 
 from mlsm_py.compile.assemblers import assemble
-from mlsm_py.compile.path import choose_path, estimate, tree_work
+from mlsm_py.compile.path import CLEAR_CALL, Measured, choose_path, estimate, tree_work
+from mlsm_py.flow import probe
+from mlsm_py.parity.gate import input_types
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +112,72 @@ def test_choice_is_deterministic(data):
 
 def _both(estimator):
     return estimator, assemble(estimator)
+
+
+# -- close calls are measured (issue 14: the estimate was off by up to 1.7x on other data) ---
+
+
+def _close_call(data):
+    """A model whose two estimates are within CLEAR_CALL of each other."""
+    X, y = data
+    model = LGBMClassifier(n_estimators=200, verbose=-1, random_state=0).fit(X, y)
+    sql, python, _ = estimate(*_both(model))
+    assert max(sql, python) < CLEAR_CALL * min(sql, python), (sql, python)
+    return model
+
+
+def test_close_call_is_measured_on_the_holdout_and_recorded(data):
+    X, _ = data
+    model = _close_call(data)
+    assembled = assemble(model)
+    con = duckdb.connect()
+    holdout = X.iloc[:2000].copy()
+    holdout.iloc[::7, 2] = np.nan  # NULLs take their own paths through the trees
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return probe.measure(model, assembled, con, holdout, input_types(assembled, holdout))
+
+    choice = choose_path(model, assembled, measure)
+    assert calls == [1]
+    m = choice.measured
+    assert m is not None and m.rows == probe.PROBE_ROWS
+    assert 0 < m.plan_s < m.sql_s and m.python_s > 0
+    sql_1m, python_1m = m.per_million()
+    # The measurement decides, whatever the estimate said.
+    assert choice.path == ("sql" if sql_1m <= python_1m else "python")
+    assert choice.reason.startswith(f"measured on {probe.PROBE_ROWS:,} holdout rows: ")
+    timing = choice.timing()
+    assert timing["measured"]["per_1m_s"] == {"sql": sql_1m, "python": python_1m}
+    assert set(timing["estimated_per_1m_s"]) == {"sql", "python"}
+    # Only temporary tables were used, and none is left behind.
+    assert con.execute("select count(*) from duckdb_tables()").fetchone()[0] == 0
+
+
+def test_clear_call_is_not_measured(data):
+    X, y = data
+    model = LogisticRegression().fit(X, y)
+
+    def measure():
+        raise AssertionError("a clear call must not be measured")
+
+    choice = choose_path(model, assemble(model), measure)
+    assert choice.path == "sql" and choice.measured is None
+    assert choice.reason.startswith("estimated per 1M rows")
+
+
+def test_measured_per_million_counts_planning_once():
+    m = Measured(rows=100_000, sql_s=1.5, plan_s=0.5, python_s=1.2)
+    sql, python = m.per_million()
+    assert sql == pytest.approx(0.5 + 1.0 * 10)
+    assert python == pytest.approx(12.0)
+
+
+def test_probe_table_repeats_the_holdout_with_nulls():
+    holdout = pd.DataFrame({"a": [1.0, np.nan, 3.0], "b": ["x", None, "y"]})
+    t = probe.probe_table(holdout, {"a": "double", "b": "string"}, rows=8)
+    assert t.num_rows == 8
+    assert t.column("a").to_pylist() == [1.0, None, 3.0, 1.0, None, 3.0, 1.0, None]
+    assert t.column("b").null_count == 3
+    assert t.column(probe.KEY).to_pylist() == list(range(8))

@@ -65,13 +65,29 @@ def built(tmp_path_factory):
 def test_paths_are_chosen_and_recorded(built):
     s, _ = built
     rows = dict(query(s.project.warehouse, "select model_name, route from mlsm_registry.fits"))
+    auto = rows.pop("lead_extra_trees")
     assert rows == {
-        "lead_logreg": "sql",
+        "lead_logreg": "sql",  # reason codes
         "lead_forest": "python",  # declared
-        "lead_lgbm": "sql",
-        "lead_extra_trees": "sql",
+        "lead_lgbm": "sql",  # segmented
         "lead_knn": "python",  # SQL cannot express it
     }
+    # The automatic choice for the extra trees is a close call: measured on its holdout in
+    # this warehouse, recorded with the fit, and the route follows the measurement.
+    (reason, timing) = query(
+        s.project.warehouse,
+        "select route_reason, route_timing from mlsm_registry.fits "
+        "where model_name = 'lead_extra_trees'",
+    )[0]
+    per_1m = json.loads(timing)["measured"]["per_1m_s"]
+    assert auto == ("sql" if per_1m["sql"] <= per_1m["python"] else "python")
+    assert reason.startswith("measured on 65,536 holdout rows: ")
+    others = query(
+        s.project.warehouse,
+        "select count(*) from mlsm_registry.fits where route_timing is not null "
+        "and model_name <> 'lead_extra_trees'",
+    )
+    assert others == [(0,)]  # routes not chosen automatically record no timing
     (reason,) = query(
         s.project.warehouse,
         "select route_reason from mlsm_registry.fits where model_name = ?",

@@ -133,7 +133,7 @@ def test_a_deep_forest_goes_to_sql_on_postgres_and_passes_parity(data, pg_engine
     forest = RandomForestClassifier(n_estimators=30, max_depth=8, random_state=0).fit(X, y)
     assembled = assemble(forest)
     assert choose_path(forest, assembled).path == "python"  # what DuckDB would choose
-    route, reason, _ = _route(_model(forest), forest, _pg(tmp_path))
+    route, reason, _, _ = _route(_model(forest), forest, _pg(tmp_path))
     assert route == "sql" and "runs SQL models only" in reason
     report = check_parity(forest, pg_engine, X.iloc[:600], assembled=assembled)
     assert report.passed and report.rows_checked >= 600, report.worst_row

@@ -15,7 +15,8 @@ from mlsm_py.compile.assemblers import Assembled, assemble
 from mlsm_py.compile.emitter import SqlEmitter
 from mlsm_py.compile.path import choose_path
 from mlsm_py.errors import SpecError, UnsupportedError
-from mlsm_py.parity.gate import ParityReport, check_parity, gate
+from mlsm_py.flow.probe import measure
+from mlsm_py.parity.gate import ParityReport, check_parity, gate, input_types
 from mlsm_py.parity.python_route import check_parity_python
 from mlsm_py.registry import artifacts
 from mlsm_py.spec import Model
@@ -43,6 +44,9 @@ class Compiled:
     # the fit, so the API rebuilds the same reason expressions from the artifact.
     reasons: dict | None = None
     dialect: str = "duckdb"  # what `template` and `scoring_sql` are rendered in
+    # The automatic route choice's estimate and, for a close call, both routes measured on
+    # the holdout (see compile.path.PathChoice.timing); None when the route was not chosen.
+    route_timing: dict | None = None
 
     @property
     def outputs(self) -> list[dict]:
@@ -68,7 +72,11 @@ def assemble_for(m: Model, estimator: Any) -> Assembled:
     return replace(assembled, finite=contract_finite(m) & frozenset(assembled.inputs))
 
 
-def _route(m: Model, estimator: Any, target: Any = None) -> tuple[str, str, Assembled | None]:
+def _route(
+    m: Model, estimator: Any, target: Any = None, probe: Any = None
+) -> tuple[str, str, Assembled | None, dict | None]:
+    """(route, why, assembled, route_timing). `probe(assembled)` times both routes
+    (`flow.probe.measure`); used only for a close call of the automatic choice."""
     python_ok = target is None or target.python_route
     try:
         assembled = assemble_for(m, estimator)
@@ -93,16 +101,16 @@ def _route(m: Model, estimator: Any, target: Any = None) -> tuple[str, str, Asse
                     "Drop segment_by, or define one model per segment"
                 ) from None
             raise
-        return "python", f"SQL cannot express it: {e}", None
+        return "python", f"SQL cannot express it: {e}", None, None
     if m.reasons and not m.segments:
-        return "sql", "reason codes are computed in the scoring SQL", assembled
+        return "sql", "reason codes are computed in the scoring SQL", assembled, None
     if m.segments:
         if m.scoring_path == "python":
             raise SpecError(
                 f"model {m.name!r}: segment_by needs the SQL route; scoring_path='python' "
                 "cannot be segmented"
             )
-        return "sql", "segmented: one SQL model routes every segment", assembled
+        return "sql", "segmented: one SQL model routes every segment", assembled, None
     if m.scoring_path == "python" and not python_ok:
         raise SpecError(
             f"model {m.name!r} declares scoring_path='python', and dbt target {target.name!r} "
@@ -110,11 +118,13 @@ def _route(m: Model, estimator: Any, target: Any = None) -> tuple[str, str, Asse
             "there (this estimator compiles to SQL)"
         )
     if m.scoring_path != "auto":
-        return m.scoring_path, "declared in the model definition", assembled
+        return m.scoring_path, "declared in the model definition", assembled, None
     if not python_ok:
-        return "sql", f"target {target.name!r} ({target.kind}) runs SQL models only", assembled
-    choice = choose_path(estimator, assembled)
-    return choice.path, choice.reason, assembled
+        why = f"target {target.name!r} ({target.kind}) runs SQL models only"
+        return "sql", why, assembled, None
+    measure = (lambda: probe(assembled)) if probe is not None else None
+    choice = choose_path(estimator, assembled, measure)
+    return choice.path, choice.reason, assembled, choice.timing()
 
 
 def canonical(value: Any) -> Any:
@@ -162,7 +172,14 @@ def compile_fit(fit: Fit, con: Any, target: Any = None) -> Compiled:
     there. Raises ParityError naming the model when the compiled model disagrees with the
     library."""
     m = fit.model
-    route, reason, assembled = _route(m, fit.estimator, target)
+    python_ok = target is None or target.python_route
+
+    def probe(assembled: Assembled) -> Any:
+        return measure(fit.estimator, assembled, con, fit.holdout.X, input_types(assembled))
+
+    route, reason, assembled, timing = _route(
+        m, fit.estimator, target, probe if python_ok and len(fit.holdout.X) else None
+    )
     dialect = "duckdb" if target is None else target.dialect
     engine = con if target is None else target.engine(con)
     data, sha = artifacts.dumps(fit.estimator)
@@ -226,6 +243,7 @@ def compile_fit(fit: Fit, con: Any, target: Any = None) -> Compiled:
         report,
         reasons,
         dialect,
+        timing,
     )
 
 

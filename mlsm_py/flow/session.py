@@ -167,6 +167,7 @@ def fit_row(c, actor: str, artifact_rel: str) -> dict:  # c: flow.compiled.Compi
         "estimator": f.estimator_name,
         "route": c.route,
         "route_reason": c.route_reason,
+        "route_timing": json.dumps(c.route_timing) if c.route_timing is not None else None,
         "trained_at": store.now(),
         "trained_by": actor,
         "train_rows": f.train_rows,

@@ -66,7 +66,8 @@ TABLES = {
         parity varchar not null,
         segment varchar,
         reasons varchar,
-        dialect varchar
+        dialect varchar,
+        route_timing varchar
     """,
     "fit_metrics": """
         fit_id varchar not null,

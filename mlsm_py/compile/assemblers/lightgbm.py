@@ -182,6 +182,8 @@ def pandas_categories(model: Any) -> dict[str, list[str]]:
     pandas `category` (read as a string column by the SQL). The library must be given these
     columns as `pd.Categorical(values, categories=levels)`: it refuses plain strings."""
     booster = model.booster_
+    if not getattr(booster, "pandas_categorical", None):
+        return {}  # fitted without pandas categories: no need to dump the model (0.16 s)
     dump = booster.dump_model(num_iteration=booster.best_iteration)
     names = dump["feature_names"]
     return {names[i]: levels for i, levels in _string_features(booster, dump).items()}
