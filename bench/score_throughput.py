@@ -16,10 +16,12 @@ naive sql     the model as one expression: every tree inlined into one left-deep
               refuses a 1,000-tree sum (the table says so); stopped after --naive-timeout
               seconds. (Raising the limit does not help: the 1,000-tree statement then did not
               finish binding in 6 minutes, and DuckDB's interrupt is not checked there.)
-sql           `CREATE OR REPLACE TABLE ... AS <to_sql(...)>`: the emitter's layout
+sql           `CREATE OR REPLACE TABLE ... AS <SQL>`: the SQL `mlsm train` compiles, under the
+              model's `fields` contract (docs/decisions/0024), in the emitter's layout
               (docs/decisions/0013-large-ensemble-layout.md); parse, plan and execute.
-plan          `EXPLAIN <to_sql(...)>`: DuckDB plans the statement without executing it.
-chosen        the route `choose_path` picks (sql or python model) and its time.
+plan          `EXPLAIN <SQL>`: DuckDB plans the statement without executing it.
+chosen        the route `choose_path` picks (sql or python model) and its time; a close call is
+              measured on the fit's holdout by `flow.probe`, as `mlsm train` does.
 plain sum     `CREATE OR REPLACE TABLE ... AS SELECT key, <sum of the numeric inputs>`: one scan
               + one table write, the floor any in-warehouse scoring sits on.
 
@@ -31,8 +33,12 @@ the same answer. The warehouse lives in a temporary directory unless --warehouse
 project's own warehouse is never touched. dbt is not run (its start-up would dominate small
 runs): the feature SQL is taken from the dbt model file with its two Jinja expressions replaced.
 
+--data adds the generated data sets of bench/datasets.py (numeric20, mixed60), every family
+with library defaults, and the logistic regression's hand-written floor (bench/_shapes.py).
+
     python bench/score_throughput.py --rows 1000000 [--train-rows 100000] [--runs 2]
         [--models lead_logreg,lgbm200] [--naive-timeout 300] [--out results.json]
+        [--data demo,numeric20,mixed60] [--shape-models logreg,lgbm200]
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ from sqlglot import exp
 from xgboost import XGBClassifier
 
 from mlsm_py import project, pyscore
-from mlsm_py.compile import ast, to_sql
+from mlsm_py.compile import ast
 from mlsm_py.compile.assemblers import assemble
 from mlsm_py.compile.emitter import SqlEmitter
 from mlsm_py.compile.layout import Layout
@@ -72,7 +78,10 @@ from mlsm_py.compile.path import choose_path
 from mlsm_py.demo.data import generate_leads, load_leads
 from mlsm_py.errors import MlsmError
 from mlsm_py.estimator import input_types, score_vector
+from mlsm_py.flow import probe
+from mlsm_py.flow.compiled import assemble_for
 from mlsm_py.frames import model_frame
+from mlsm_py.parity.gate import input_types as gate_types
 from mlsm_py.registry import artifacts
 from mlsm_py.spec import Model
 from mlsm_py.train.trainer import Fit, train
@@ -583,7 +592,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds before a naive single-expression statement is interrupted",
     )
     ap.add_argument("--out", help="also write the results as JSON to this file")
+    ap.add_argument(
+        "--data",
+        default="demo,numeric20,mixed60",
+        help="data sets: demo (the demo's leads and models) and the generated shapes of "
+        "bench/datasets.py (numeric20, mixed60), each with every family at library defaults",
+    )
+    ap.add_argument(
+        "--shape-models", default="", help="comma-separated subset of the generated sets' models"
+    )
     args = ap.parse_args(argv)
+    args.data = [d for d in args.data.split(",") if d]
+    if unknown := [d for d in args.data if d not in ("demo", "numeric20", "mixed60")]:
+        ap.error(f"unknown data sets {unknown}; known: demo, numeric20, mixed60")
     if args.rows < 1000:
         ap.error("--rows must be at least 1000 (the models' time split needs a year of leads)")
     if args.train_rows < 1000:
@@ -605,8 +626,18 @@ def score_model(
     m = fit.model
     path = workdir / "artifacts" / f"{m.name}.skops"
     sha = artifacts.save(fit.estimator, path)
-    compiled, compile_s = timed(lambda: to_sql(fit.estimator, FEATURES, key=m.key))
-    choice = choose_path(fit.estimator, assemble(fit.estimator))
+    # Compiled as `mlsm train` compiles it: under the model's fields contract, the route chosen
+    # with the close-call probe on the fit's holdout.
+    assembled = assemble_for(m, fit.estimator)
+    compiled, compile_s = timed(lambda: SqlEmitter("duckdb").render(assembled, FEATURES, m.key))
+    holdout = fit.holdout.X
+    choice = choose_path(
+        fit.estimator,
+        assembled,
+        lambda: probe.measure(
+            fit.estimator, assembled, raw, holdout, gate_types(assembled, holdout)
+        ),
+    )
     trees = tree_count(fit.estimator)
     say(
         f"  {m.name}: {trees} trees, to_sql {compile_s:.1f} s, {len(compiled):,} characters; "
@@ -702,12 +733,30 @@ def main(argv: list[str] | None = None) -> int:
     head = header(args.rows, args.train_rows)
     for line in head:
         say(line)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _shapes  # beside this script; imports bench/datasets.py
+
+    shapes: dict[str, list] = {}
+    results, plain_s = [], float("nan")
     with tempfile.TemporaryDirectory(prefix="mlsm_bench_") as tmp:
-        results, plain_s = run(args, Path(tmp))
+        if "demo" in args.data:
+            results, plain_s = run(args, Path(tmp))
+        for name in [d for d in args.data if d != "demo"]:
+            say(f"[shapes] {name}")
+            picked = [m for m in args.shape_models.split(",") if m] or None
+            shapes[name] = _shapes.run_shapes(name, args.rows, RUNS, picked, Path(tmp), say)
     elapsed = time.perf_counter() - t0
     say("")
-    for line in [*head, *table(results), *summary(results, plain_s)]:
+    for line in head:
         say(line)
+    if results:
+        for line in ["data: demo", *table(results), *summary(results, plain_s)]:
+            say(line)
+    for name, rs in shapes.items():
+        say("")
+        say(f"data: {name} (bench/datasets.py)")
+        for line in _shapes.table(rs):
+            say(line)
     say(f"total runtime {elapsed:.1f} s")
     if args.out:
         out = Path(args.out)
@@ -722,6 +771,10 @@ def main(argv: list[str] | None = None) -> int:
             "plain_sum_all_inputs_s": PLAIN_ALL_S,
             "total_runtime_s": elapsed,
             "results": [r.to_dict() for r in results],
+            "shapes": {
+                n: [{**dataclasses.asdict(r), "wrong": r.wrong} for r in rs]
+                for n, rs in shapes.items()
+            },
         }
         out.write_text(json.dumps(doc, indent=2) + "\n")
         say(f"wrote {out}")

@@ -9,6 +9,8 @@ reduced to the key plus the output columns, the same columns the SQL path yields
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -208,10 +210,50 @@ def score_relation(
     cols = [key, *[n for n in names if n != key]]
     rel = relation.select(*[_quoted(c) for c in cols])
     reader = rel.fetch_arrow_reader(batch_rows)
-    batches = list(score_batches(estimator, reader, key, constants))
+    batches = list(score_batches(estimator, prefetched(reader), key, constants))
     if not batches:
         return _empty(estimator, rel, key, constants)
     return pa.Table.from_batches(batches)
+
+
+def prefetched(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """`batches`, read one ahead on a thread: DuckDB produces batch i+1 while the library
+    predicts batch i (both release the GIL). Measured on 1,000,000 rows: 5-10% off the Python
+    route of a 200-tree LightGBM and a 100-tree forest (docs/decisions/0024). An error while
+    reading is raised here; closing the iterator early stops the reader."""
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+        except BaseException as e:  # handed to the consumer, raised there
+            put(e)
+            return
+        put(end)
+
+    thread = threading.Thread(target=read, name="mlsm-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _quoted(name: str) -> str:

@@ -81,7 +81,7 @@ def test_paths_are_chosen_and_recorded(built):
     )[0]
     per_1m = json.loads(timing)["measured"]["per_1m_s"]
     assert auto == ("sql" if per_1m["sql"] <= per_1m["python"] else "python")
-    assert reason.startswith("measured on 65,536 holdout rows: ")
+    assert reason.startswith("measured on 245,760 holdout rows: ")
     others = query(
         s.project.warehouse,
         "select count(*) from mlsm_registry.fits where route_timing is not null "
@@ -145,3 +145,31 @@ def test_tampered_artifact_is_refused_and_nothing_is_published(built):
         assert query(wh, "select run_id, count(*) from published.scores group by run_id") == before
     finally:
         path.write_bytes(original)
+
+
+def test_prefetched_batches_keep_order_and_raise_reader_errors():
+    import pyarrow as pa
+
+    from mlsm_py.pyscore import prefetched
+
+    batches = [pa.record_batch({"x": [i, i + 1]}) for i in range(0, 20, 2)]
+    assert [b.column(0).to_pylist() for b in prefetched(iter(batches))] == [
+        [i, i + 1] for i in range(0, 20, 2)
+    ]
+
+    def failing():
+        yield batches[0]
+        raise ValueError("reader broke")
+
+    got = []
+    with pytest.raises(ValueError, match="reader broke"):
+        for b in prefetched(failing()):
+            got.append(b)
+    assert len(got) == 1
+    # Closing early stops the reader thread (it would block on a full queue otherwise).
+    it = prefetched(iter(batches))
+    next(it)
+    it.close()
+    import threading
+
+    assert not any(t.name == "mlsm-prefetch" for t in threading.enumerate())

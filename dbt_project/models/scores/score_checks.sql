@@ -12,19 +12,19 @@ scores as (
 fits as (
 
     select * from (values
-        ('lead_extra_trees', 'champion', '1c60ce3ebd791c8a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_forest', 'champion', '08202533fdef0933', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', 'bbba2f2a996512a7', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', 'd760bb3cfd93fc5a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '992c81e9172d760d', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '5393007d2c8c3032', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', 'bbef784b5c8dfae1', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '271c9ba82f9e29a8', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', 'e48371da63752d80', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '7f0b0ca1e6717295', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '7367185194c5baa5', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_lgbm', 'champion', '1ccbf7a05f00f75a', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
-        ('lead_logreg', 'champion', 'efc1672bf03799b4', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }}))
+        ('lead_extra_trees', 'champion', 'fb152e21b6cd4b12', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_forest', 'champion', 'fd140b62192dc472', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '79c66deacfe81b65', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', 'c2c995f3274a6a66', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '0ebdfcf7d9799f48', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '9421156c3493c781', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '45b891339492d2a3', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '662ab0ea8bb8ba7b', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', 'b47d7cd2af663fd4', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '4a0b14a0125ff7be', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', '31306dcd6736f2f1', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_lgbm', 'champion', 'd8af42e5a2bc264c', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }})),
+        ('lead_logreg', 'champion', 'f699f493161e796e', 0.1, 0.25, 1000, cast(null as {{ mlsm.type_double() }}), cast(null as {{ mlsm.type_double() }}))
     ) as t(model_name, role, fit_id, warn_at, error_at, min_rows, mean_low, mean_high)
 
 ),
