@@ -12,6 +12,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from mlsm_py.compile.path import CLEAR_CALL
 from mlsm_py.demo.data import generate_leads
 from mlsm_py.errors import BuildError
 from mlsm_py.flow.build import run_build
@@ -72,16 +73,26 @@ def test_paths_are_chosen_and_recorded(built):
         "lead_lgbm": "sql",  # segmented
         "lead_knn": "python",  # SQL cannot express it
     }
-    # The automatic choice for the extra trees is a close call: measured on its holdout in
-    # this warehouse, recorded with the fit, and the route follows the measurement.
+    # The extra trees take the automatic choice, recorded with the fit. A close call (the two
+    # estimates within CLEAR_CALL) is measured on the holdout in this warehouse and the route
+    # follows the measurement; a clear call follows the estimate. Which one it is depends on
+    # the trees this fit grew, so both are checked for what they must record.
     (reason, timing) = query(
         s.project.warehouse,
         "select route_reason, route_timing from mlsm_registry.fits "
         "where model_name = 'lead_extra_trees'",
     )[0]
-    per_1m = json.loads(timing)["measured"]["per_1m_s"]
-    assert auto == ("sql" if per_1m["sql"] <= per_1m["python"] else "python")
-    assert reason.startswith("measured on 245,760 holdout rows: ")
+    timing = json.loads(timing)
+    est = timing["estimated_per_1m_s"]
+    close = max(est.values()) < CLEAR_CALL * min(est.values())
+    assert ("measured" in timing) == close
+    if close:
+        per_1m = timing["measured"]["per_1m_s"]
+        assert auto == ("sql" if per_1m["sql"] <= per_1m["python"] else "python")
+        assert reason.startswith("measured on 245,760 holdout rows: ")
+    else:
+        assert auto == ("sql" if est["sql"] <= est["python"] else "python")
+        assert reason.startswith("estimated per 1M rows: ")
     others = query(
         s.project.warehouse,
         "select count(*) from mlsm_registry.fits where route_timing is not null "
