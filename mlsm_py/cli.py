@@ -230,6 +230,33 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return dashboard.run(p.root, p.warehouse, args.host, args.port, args.verbose, _say)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from mlsm_py.flow.export import export
+    from mlsm_py.flow.lock import hold
+
+    s = _session(args)
+    s.require_warehouse()
+    lists = [sm.call_list.name for sm in s.defs.summaries if sm.call_list is not None]
+    if args.call_list:
+        if args.call_list not in lists:
+            raise MlsmError(f"--call-list {args.call_list}: the project's call lists are {lists}")
+        lists = [args.call_list]
+    if not lists:
+        raise MlsmError("no summary model declares a call list: there is no change feed")
+    out = Path(args.dir) if args.dir else s.project.root / "exports"
+    key = s.defs.models[0].key
+    with hold(s.project.state, "export", s.project.target), s.registry() as con:
+        for name in lists:
+            done = export(con, name, key, out, args.since, args.format)
+            for e in done:
+                parts = ", ".join(
+                    f"{e.counts.get(c, 0):,} {c}" for c in ("new", "updated", "removed")
+                )
+                _say(f"  {e.path.name}: {parts}")
+            _say(f"{name}: {len(done)} run(s) exported to {out}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from mlsm_py.serve import run
 
@@ -307,6 +334,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, default=1, help="server processes (default 1; up to the cores)"
     )
+    export = verb(
+        "export", cmd_export, "the call list's change feed as files: one per published run"
+    )
+    export.add_argument("--since", metavar="RUN", help="only runs published after this run id")
+    export.add_argument("--format", default="parquet", choices=["parquet", "csv"])
+    export.add_argument("--dir", help="where to write the files (default: exports/)")
+    export.add_argument("--call-list", help="one call list (default: every call list)")
     verb("evaluate", cmd_evaluate, "summary models vs their members: holdout and realised")
     verify = verb("verify", cmd_verify, "re-run the parity gate on the champion fit")
     verify.add_argument("model")

@@ -12,7 +12,7 @@ from sqlglot import exp
 
 from mlsm_py.dbt import runner, writer
 from mlsm_py.errors import BuildError, MlsmError
-from mlsm_py.flow import history, readers
+from mlsm_py.flow import changes, history, readers
 from mlsm_py.flow.aliases import stale
 from mlsm_py.flow.lock import hold
 from mlsm_py.flow.readers import comment
@@ -61,6 +61,12 @@ def publish(
             new = scored
         docs = writer.published_docs(s.defs)
         target = s.project.target
+        finished = store.now()
+        feed = {
+            sm.call_list.name: changes.append(con, sm.call_list.name, key, run_id, finished)
+            for sm in s.defs.summaries
+            if sm.call_list is not None and store.table_exists(con, AUDIT, sm.call_list.name)
+        }
         for name in writer.published_tables(s.defs):
             if store.table_exists(con, AUDIT, name):
                 for stmt in target.replace_table(
@@ -68,7 +74,6 @@ def publish(
                 ):
                     con.execute(stmt)
                 comment(con, f"{PUBLISHED}.{name}", *docs.get(name, ("", {})))
-        finished = store.now()
         history.append_published(con, key, finished)
         history.append_checks(con, run_id, "published", finished)
         for rel in sorted({m.features for m in s.defs.models}):
@@ -88,6 +93,7 @@ def publish(
             "message": f"{applied} alias changes applied" if applied else None,
         }
         store.record_build(con, row)
+    row["changes"] = feed
     return row
 
 
@@ -216,6 +222,9 @@ def run_build(s: Session) -> dict:
         )
         for line in fallback_lines(row):
             s.say(line)
+        for name, counts in row.get("changes", {}).items():
+            parts = ", ".join(f"{counts.get(c, 0):,} {c}" for c in ("new", "updated", "removed"))
+            s.say(f"      {name} changes: {parts} (history.{changes.feed_name(name)})")
         if row["readers_file"]:
             s.say(f"      readers: {row['readers_file']} (never blocks a build)")
         else:
