@@ -41,6 +41,12 @@ def feed_name(call_list: str) -> str:
     return f"{call_list}__changes"
 
 
+def runs_name(call_list: str) -> str:
+    """One row per publication that wrote the feed, with its counts: a run that changed
+    nothing is listed too, and runs published before the feed existed are not."""
+    return f"{call_list}__changes_runs"
+
+
 def _q(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("duckdb")
 
@@ -51,6 +57,10 @@ def ensure(con: Any, call_list: str) -> list[str]:
     cols = store.relation_columns(con, f"{AUDIT}.{call_list}")
     feed = f"{HISTORY}.{feed_name(call_list)}"
     con.execute(f"create schema if not exists {HISTORY}")
+    con.execute(
+        f"create table if not exists {HISTORY}.{runs_name(call_list)} (change_run_id varchar, "
+        "published_at timestamptz, new bigint, updated bigint, removed bigint)"
+    )
     if not store.table_exists(con, HISTORY, feed_name(call_list)):
         defs = ", ".join(f"{_q(n)} {t}" for n, t in [*FEED_COLUMNS, *cols])
         con.execute(f"create table {feed} ({defs})")
@@ -103,4 +113,9 @@ def append(con: Any, call_list: str, key: str, run_id: str, published_at: Any) -
     rows = con.execute(
         f"select change, count(*) from {feed} where change_run_id = ? group by change", [run_id]
     ).fetchall()
-    return {c: int(n) for c, n in rows}
+    counts = {c: int(n) for c, n in rows}
+    con.execute(
+        f"insert into {HISTORY}.{runs_name(call_list)} values (?, ?, ?, ?, ?)",
+        [run_id, published_at, *(counts.get(c, 0) for c in ("new", "updated", "removed"))],
+    )
+    return counts

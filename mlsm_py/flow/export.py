@@ -41,24 +41,26 @@ class Exported:
     counts: dict[str, int]
 
 
-def published_runs(con: Any) -> list[tuple[str, Any]]:
-    """(run_id, finished_at) of every published build, oldest first."""
+def feed_runs(con: Any, call_list: str) -> list[tuple[str, Any]]:
+    """(run_id, published_at) of every publication that wrote the feed, oldest first."""
     q = (
-        f"select run_id, finished_at from {store.SCHEMA}.builds where status = 'published' "
-        "order by finished_at, run_id"
+        f"select change_run_id, published_at from {changes.HISTORY}."
+        f"{changes.runs_name(call_list)} order by published_at, change_run_id"
     )
     return [(r, t) for r, t in con.execute(q).fetchall()]
 
 
-def runs_after(con: Any, since: str | None) -> list[tuple[str, Any]]:
-    runs = published_runs(con)
+def runs_after(con: Any, call_list: str, since: str | None) -> list[tuple[str, Any]]:
+    """The feed's runs published after run `since` (any published build; None: all)."""
+    runs = feed_runs(con, call_list)
     if since is None:
         return runs
-    ids = [r for r, _ in runs]
-    if since not in ids:
-        known = ", ".join(ids[-5:]) or "none yet"
+    q = f"select finished_at from {store.SCHEMA}.builds where run_id = ? and status = 'published'"
+    found = con.execute(q, [since]).fetchall()
+    if not found:
+        known = ", ".join(r for r, _ in runs[-3:]) or "none yet"
         raise MlsmError(f"--since {since}: no published run has that id (latest: {known})")
-    return runs[ids.index(since) + 1 :]
+    return [(r, t) for r, t in runs if (t, r) > (found[0][0], since)]
 
 
 def file_name(call_list: str, run_id: str, finished_at: Any, fmt: str) -> str:
@@ -128,15 +130,11 @@ def export(
 ) -> list[Exported]:
     if fmt not in FORMATS:
         raise MlsmError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
-    if not store.table_exists(con, changes.HISTORY, changes.feed_name(call_list)):
+    if not store.table_exists(con, changes.HISTORY, changes.runs_name(call_list)):
         raise MlsmError(f"no change feed for {call_list} yet: run `mlsm build` first")
     out_dir.mkdir(parents=True, exist_ok=True)
-    feed = f"{changes.HISTORY}.{changes.feed_name(call_list)}"
-    (first,) = con.execute(f"select min(published_at) from {feed}").fetchone()
     done = []
-    for run_id, finished_at in runs_after(con, since):
-        if first is None or finished_at < first:
-            continue  # published before this warehouse kept a change feed
+    for run_id, finished_at in runs_after(con, call_list, since):
         table = run_table(con, call_list, key, run_id)
         path = out_dir / file_name(call_list, run_id, finished_at, fmt)
         write_atomic(path, _bytes(table, fmt))

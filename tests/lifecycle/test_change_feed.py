@@ -79,7 +79,8 @@ def _edit(wh, sql: str) -> None:
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory):
-    """Three published builds and one failed one between them; the call list after each."""
+    """Four published builds (the last with no change) and a failed one; the call list after
+    each."""
     s = session(tmp_path_factory.mktemp("feed"), _defs())
     wh = s.project.warehouse
     first = build_project(s, generate_leads(ROWS, seed=8))
@@ -122,6 +123,8 @@ def fed(tmp_path_factory):
     _edit(wh, f"update raw.leads set visits = 1 where lead_id = {bad}")
     runs.append(run_build(s)["run_id"])
     lists.append(_call_list(wh))
+    runs.append(run_build(s)["run_id"])  # nothing changed
+    lists.append(_call_list(wh))
     return s, runs, lists, failed, (top, bad)
 
 
@@ -134,7 +137,7 @@ def test_first_publication_lists_every_record_as_new(fed):
 
 def test_each_run_lists_what_changed_on_the_call_list(fed):
     s, runs, lists, _, (top, _) = fed
-    for i in (1, 2):
+    for i in (1, 2, 3):
         got = _got(_feed(s.project.warehouse, runs[i]))
         want = _expected(lists[i - 1], lists[i])
         assert got == want, i
@@ -173,6 +176,7 @@ def test_export_writes_one_file_per_run_atomically_and_reproducibly(fed, tmp_pat
     try:
         done = feed_export.export(con, "call_list", "lead_id", tmp_path / "pq", None, "parquet")
         assert [e.run_id for e in done] == runs
+        assert done[-1].rows == 0 and pd.read_parquet(done[-1].path).empty  # no change: a file
         names = [e.path.name for e in done]
         assert names == sorted(names) and all(runs[i] in n for i, n in enumerate(names))
         first_bytes = [e.path.read_bytes() for e in done]
