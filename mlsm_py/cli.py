@@ -247,13 +247,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     key = s.defs.models[0].key
     with hold(s.project.state, "export", s.project.target), s.registry() as con:
         for name in lists:
-            done = export(con, name, key, out, args.since, args.format)
+            done = export(con, name, key, out, args.since, args.format, args.overwrite)
             for e in done:
-                parts = ", ".join(
-                    f"{e.counts.get(c, 0):,} {c}" for c in ("new", "updated", "removed")
-                )
+                if not e.written:
+                    continue
+                kinds = ("new", "updated", "removed")
+                parts = ", ".join(f"{e.counts.get(c, 0):,} {c}" for c in kinds)
                 _say(f"  {e.path.name}: {parts}")
-            _say(f"{name}: {len(done)} run(s) exported to {out}")
+            there = sum(not e.written for e in done)
+            _say(
+                f"{name}: {len(done) - there} file(s) written to {out}"
+                + (f", {there} already there" if there else "")
+            )
     return 0
 
 
@@ -341,6 +346,9 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="parquet", choices=["parquet", "csv"])
     export.add_argument("--dir", help="where to write the files (default: exports/)")
     export.add_argument("--call-list", help="one call list (default: every call list)")
+    export.add_argument(
+        "--overwrite", action="store_true", help="rewrite files already there (same bytes)"
+    )
     verb("evaluate", cmd_evaluate, "summary models vs their members: holdout and realised")
     verify = verb("verify", cmd_verify, "re-run the parity gate on the champion fit")
     verify.add_argument("model")

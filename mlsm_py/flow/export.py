@@ -6,7 +6,9 @@ order. It holds that run's rows of `history.<call list>__changes` (see `flow.cha
 by change and key. A run that changed nothing still gets a file, with no rows, so the sync job
 can tell "nothing changed" from "not exported yet".
 
-Writes are atomic: the file is written under a hidden temporary name in the same directory,
+A run whose file is already in the directory is left as it is (`--overwrite` rewrites it), so
+an export every 15 minutes writes only the runs published since the last one. Writes are
+atomic: the file is written under a hidden temporary name in the same directory,
 flushed to disk, then renamed over the final name, so a killed export leaves either no file or
 the whole file under the final name. The same run exported again gives the same bytes: rows in a
 fixed order, no timestamps of the export itself, Parquet written with fixed options by the
@@ -39,6 +41,7 @@ class Exported:
     path: Path
     rows: int
     counts: dict[str, int]
+    written: bool = True  # False: the file was there already (same name, same bytes)
 
 
 def feed_runs(con: Any, call_list: str) -> list[tuple[str, Any]]:
@@ -126,8 +129,17 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def export(
-    con: Any, call_list: str, key: str, out_dir: Path, since: str | None, fmt: str
+    con: Any,
+    call_list: str,
+    key: str,
+    out_dir: Path,
+    since: str | None,
+    fmt: str,
+    overwrite: bool = False,
 ) -> list[Exported]:
+    """Write the files of the feed's runs after `since` into `out_dir`. A run whose file is
+    already there is left as it is (its bytes would be the same) unless `overwrite`, so a
+    15-minute job that exports without --since writes only the new runs."""
     if fmt not in FORMATS:
         raise MlsmError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     if not store.table_exists(con, changes.HISTORY, changes.runs_name(call_list)):
@@ -137,9 +149,11 @@ def export(
     for run_id, finished_at in runs_after(con, call_list, since):
         table = run_table(con, call_list, key, run_id)
         path = out_dir / file_name(call_list, run_id, finished_at, fmt)
-        write_atomic(path, _bytes(table, fmt))
+        write = overwrite or not path.exists()
+        if write:
+            write_atomic(path, _bytes(table, fmt))
         counts: dict[str, int] = {}
         for c in table.column("change").to_pylist():
             counts[c] = counts.get(c, 0) + 1
-        done.append(Exported(run_id, path, table.num_rows, counts))
+        done.append(Exported(run_id, path, table.num_rows, counts, write))
     return done

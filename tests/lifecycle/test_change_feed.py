@@ -181,7 +181,12 @@ def test_export_writes_one_file_per_run_atomically_and_reproducibly(fed, tmp_pat
         assert names == sorted(names) and all(runs[i] in n for i, n in enumerate(names))
         first_bytes = [e.path.read_bytes() for e in done]
         again = feed_export.export(con, "call_list", "lead_id", tmp_path / "pq", None, "parquet")
-        assert [e.path.read_bytes() for e in again] == first_bytes
+        assert not any(e.written for e in again)  # already there: left as they are
+        redo = feed_export.export(
+            con, "call_list", "lead_id", tmp_path / "pq", None, "parquet", overwrite=True
+        )
+        assert all(e.written for e in redo)
+        assert [e.path.read_bytes() for e in redo] == first_bytes
         for e in done:
             via_duckdb = duckdb.sql(f"select * from read_parquet('{e.path}')").df()
             via_pandas = pd.read_parquet(e.path)
@@ -191,6 +196,8 @@ def test_export_writes_one_file_per_run_atomically_and_reproducibly(fed, tmp_pat
         since = feed_export.export(con, "call_list", "lead_id", tmp_path / "s", runs[0], "csv")
         assert [e.run_id for e in since] == runs[1:]
         csv_bytes = [e.path.read_bytes() for e in since]
+        for e in since:
+            e.path.unlink()
         redo = feed_export.export(con, "call_list", "lead_id", tmp_path / "s", runs[0], "csv")
         assert [e.path.read_bytes() for e in redo] == csv_bytes
         back = pd.read_csv(since[0].path)
