@@ -28,6 +28,7 @@ import datasets as D
 import duckdb
 import numpy as np
 import pyarrow as pa
+from score_throughput import tree_count
 from sklearn.base import clone
 
 from mlsm_py import pyscore
@@ -205,7 +206,7 @@ def score_one(
         floor_s = _best(lambda: run_sql(floor_sql(est, ds, name), "score_floor"), runs)
         floor_diff = _diff(con, "score_floor")
     r = ShapeResult(
-        name, mname, _trees(est), native_s, min(predict), py_s, sql_s, plan_s,
+        name, mname, tree_count(est), native_s, min(predict), py_s, sql_s, plan_s,
         choice.path, choice.measured is not None, floor_s, _diff(con, "score_sql"),
         floor_diff,
     )  # fmt: skip
@@ -224,17 +225,6 @@ def _diff(con: Any, table: str) -> float:
     )
     diff, _ = con.execute(q).fetchone()
     return float(diff)
-
-
-def _trees(est: Any) -> int:
-    final = est.steps[-1][1] if hasattr(est, "steps") else est
-    if hasattr(final, "booster_"):
-        return int(final.booster_.num_trees())
-    if hasattr(final, "get_booster"):
-        return len(final.get_booster().get_dump())
-    if hasattr(final, "_predictors"):
-        return sum(len(t) for t in final._predictors)
-    return len(getattr(final, "estimators_", []))
 
 
 def table(results: list[ShapeResult]) -> list[str]:
