@@ -56,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from mlsm_py.flow.build import run_build
 
-    run_build(_session(args))
+    run_build(_session(args), full=args.full_refresh)
     return 0
 
 
@@ -301,7 +301,14 @@ def parser() -> argparse.ArgumentParser:
     )
     train = verb("train", cmd_train, "fit, gate and register models (first fit: champion)")
     train.add_argument("models", nargs="*", help="model names (default: all)")
-    verb("build", cmd_build, "score with the current champions, check, publish (no training)")
+    build = verb(
+        "build", cmd_build, "score with the current champions, check, publish (no training)"
+    )
+    build.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="score every record, not only those new or changed since the last publication",
+    )
     retrain = verb("retrain", cmd_retrain, "the factory run: challenger vs champion, promote")
     retrain.add_argument("models", nargs="*", help="live model names (default: all live)")
     retrain.add_argument(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mlsm_py import segments
-from mlsm_py.dbt import reasons_sql
+from mlsm_py.dbt import incremental_sql, reasons_sql
 from mlsm_py.dbt.common import Scored, sql_string
 from mlsm_py.dbt.common import header as _header
 from mlsm_py.dbt.quarantine import scorable_name
@@ -44,8 +44,10 @@ def routing_model(m: Model, held: frozenset[str]) -> str:
     )
 
 
-def _rows(m: Model, condition: str) -> str:
+def _rows(s: Scored, condition: str) -> str:
+    m = s.model
     where = f"({m.population})\n        and {condition}" if m.population else condition
+    where += "\n        and " + incremental_sql.delta_condition(s, "        ")
     return (
         f"(\n        select * from {{{{ ref('{routing_name(m)}') }}}}\n"
         f"        where {where}\n    ) as segment_rows"
@@ -96,7 +98,7 @@ def segmented_model(group: Sequence[Scored]) -> str:
         return ", ".join([*cols, *reasons_sql.select_list(reasons_sql.k_of(s), upto, prefix)])
 
     for i, s in enumerate(fits, 1):
-        body = s.fit["dbt_sql"].replace(RELATION, _rows(m, f"{SEGMENT} = {levels[i - 1]}"))
+        body = s.fit["dbt_sql"].replace(RELATION, _rows(s, f"{SEGMENT} = {levels[i - 1]}"))
         selects.append(
             f"select {picked(s)}, {levels[i - 1]} as segment, false as fallback from (\n\n"
             f"{body}\n\n) as segment_{i}"
@@ -106,7 +108,7 @@ def segmented_model(group: Sequence[Scored]) -> str:
         others = (
             f"{SEGMENT} is null or {SEGMENT} not in ({', '.join(levels)})" if levels else "true"
         )
-        body = glob[0].fit["dbt_sql"].replace(RELATION, _rows(m, f"({others})"))
+        body = glob[0].fit["dbt_sql"].replace(RELATION, _rows(glob[0], f"({others})"))
         # The fit's output holds the key and the score only; the record's level comes from
         # the routing table, so the published row says which unseen level (or NULL) fell back.
         selects.append(

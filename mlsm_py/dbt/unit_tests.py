@@ -95,7 +95,7 @@ def winner_unit_test(chosen: Sequence[tuple[SummaryModel, list]], status: dict, 
     }
 
 
-def bands_unit_test(names: Sequence[str], key: str) -> dict:
+def bands_unit_test(names: Sequence[str], key: str, empty: Sequence[str] = ()) -> dict:
     """Given/expect rows for the percentile and decile of `scores`: scores below, inside, on
     and above a fit's bands, a repeated breakpoint, and a NULL score (NULL bands). Expected
     values come from `train.summary.place`, the same arithmetic in Python."""
@@ -114,7 +114,7 @@ def bands_unit_test(names: Sequence[str], key: str) -> dict:
                 for i, v in enumerate(values)
             ],
         },
-        *({"input": f"ref('{n}')", "rows": []} for n in names[1:]),
+        *({"input": f"ref('{n}')", "rows": []} for n in [*names[1:], *empty]),
         {
             "input": "ref('score_bands')",
             "rows": [
@@ -140,6 +140,8 @@ def bands_unit_test(names: Sequence[str], key: str) -> dict:
         "inside, on and above them, at a repeated breakpoint; NULL scores get NULL bands.",
         "model": "scores",
         "given": given,
+        # As a full refresh: the given rows only, never the last published scores.
+        "overrides": {"vars": {"mlsm_full_refresh": True}},
         "expect": {"rows": expect},
     }
 

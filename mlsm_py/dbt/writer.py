@@ -16,6 +16,7 @@ from mlsm_py.dbt import (
     checks_sql,
     contracts_yml,
     exposures_yml,
+    incremental_sql,
     monitoring_sql,
     quarantine,
     reasons_sql,
@@ -37,17 +38,39 @@ MONITORING_DIR = Path("models") / "monitoring"
 GENERATED_DIRS = (SCORES_DIR, FEATURES_DIR, Path("models") / "marts", MONITORING_DIR)
 
 
-def source_relation(m: Model, route: str, held: frozenset[str] = frozenset()) -> str:
+def source_relation(s: Scored, held: frozenset[str] = frozenset()) -> str:
     """The relation a score model reads: the feature relation (without its quarantined rows
-    where a relation in `held` has a quarantine rule), filtered to the population."""
+    where a relation in `held` has a quarantine rule), filtered to the population and to the
+    rows this build scores (new and changed ones, or all: incremental_sql). A Python model
+    reads them through its SQL view (`rows_view`)."""
+    if s.fit["route"] == "python":
+        return f"dbt.ref({rows_view_name(s)!r})"
+    return f"(\n{_rows_select(s, held)}\n) as population"
+
+
+def rows_view_name(s: Scored) -> str:
+    return f"{s.dbt_name}__rows"
+
+
+def _rows_select(s: Scored, held: frozenset[str]) -> str:
+    m = s.model
     name = quarantine.scorable_name(m.features) if m.features in held else m.features
-    if route == "python":
-        rel = f"dbt.ref({name!r})"
-        return rel + (f".filter({m.population!r})" if m.population else "")
-    ref = "{{ ref('" + name + "') }}"
-    if not m.population:
-        return ref
-    return f"(\n    select * from {ref}\n    where ({m.population})\n) as population"
+    where = f"({m.population})\n        and " if m.population else ""
+    return (
+        f"    select * from {{{{ ref('{name}') }}}}\n"
+        f"    where {where}{incremental_sql.delta_condition(s, '    ')}"
+    )
+
+
+def rows_view(s: Scored, held: frozenset[str] = frozenset()) -> str:
+    """What a Python-route score model scores, as a view its dbt.ref() reads."""
+    about = [f"the rows {s.dbt_name} scores this build (Python route): population, then changes"]
+    return (
+        _header(about, "--")
+        + "\n{{ config(materialized='view') }}\n\n"
+        + _rows_select(s, held)
+        + "\n"
+    )
 
 
 def score_model(s: Scored, held: frozenset[str] = frozenset()) -> str:
@@ -65,7 +88,7 @@ def score_model(s: Scored, held: frozenset[str] = frozenset()) -> str:
         f"fit body sha256: {fit['dbt_sql_sha256']}",
     ]
     header = _header(lines, "#" if fit["route"] == "python" else "--")
-    body = fit["dbt_sql"].replace(RELATION, source_relation(m, fit["route"], held))
+    body = fit["dbt_sql"].replace(RELATION, source_relation(s, held))
     return header + "\n" + body + "\n"
 
 
@@ -86,6 +109,20 @@ def scores_union(scored: Sequence[Scored], key: str) -> str:
     )
     upto = reasons_sql.most(scored)
     k = {n: max(reasons_sql.k_of(f) for f in g) for n, g in groups(scored).items()}
+    columns = [
+        f'"{key}"',
+        "model_name",
+        "model_version",
+        "fit_id",
+        "role",
+        "model_status",
+        "score",
+        "segment",
+        "fallback",
+        *(c for i in range(1, upto + 1) for c in (f"reason_{i}", f"reason_{i}_contribution")),
+        "percentile",
+        "decile",
+    ]
     union = "\n    union all\n".join(
         f"    select {key}, model_name, model_version, fit_id, '{by_name[n].alias}' as role, "
         f"'{by_name[n].model.status}' as model_status, score, "
@@ -98,7 +135,8 @@ def scores_union(scored: Sequence[Scored], key: str) -> str:
         _header(
             [
                 "every record scored by every champion and challenger, long format, with the "
-                "score's percentile and decile on its fit's stored bands"
+                "score's percentile and decile on its fit's stored bands: the records scored "
+                "this build (fresh) and the last published rows of the others (kept)"
             ],
             "--",
         )
@@ -108,9 +146,12 @@ def scores_union(scored: Sequence[Scored], key: str) -> str:
         + ",\n\nunioned as (\n\n"
         + union
         + "\n\n),\n\n"
-        "placed as (\n\n    {{ mlsm.place_in_bands('unioned', 'bands') | indent(4) }}\n\n),\n\n"
-        "final as (\n\n    select\n        placed.*,\n"
-        f"        {RUN_ID} as run_id\n    from placed\n\n)\n\nselect * from final\n"
+        "fresh as (\n\n    {{ mlsm.place_in_bands('unioned', 'bands') | indent(4) }}\n\n),\n\n"
+        + incremental_sql.kept_cte(scored, key, columns)
+        + ",\n\nfinal as (\n\n    select\n        placed.*,\n"
+        f"        {RUN_ID} as run_id\n"
+        "    from (\n        select * from fresh\n        union all\n        select * from kept\n"
+        "    ) as placed\n\n)\n\nselect * from final\n"
     )
 
 
@@ -188,15 +229,32 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
         raise SpecError(f"all models must share one key to be scored together; got {sorted(keys)}")
     key = keys.pop()
     ymls = []
+    scorers: dict[tuple[str, str], str] = {}
     for name, group in sorted(groups(scored).items()):
         s = group[0]
+        texts = []
         if s.model.segments:
-            files[SCORES_DIR / f"{name}{s.suffix}"] = segmented_model(group)
             route = SCORES_DIR / f"{routing_name(s.model)}.sql"
             files[route] = routing_model(s.model, frozenset(held))
+            texts += [segmented_model(group), files[route]]
         else:
-            files[SCORES_DIR / f"{name}{s.suffix}"] = score_model(s, frozenset(held))
+            texts.append(score_model(s, frozenset(held)))
+            if s.fit["route"] == "python":
+                texts.append(rows_view(s, frozenset(held)))
+                files[SCORES_DIR / f"{rows_view_name(s)}.sql"] = texts[-1]
+        files[SCORES_DIR / f"{name}{s.suffix}"] = texts[0]
+        scorers[(s.model.name, s.alias)] = incremental_sql.scorer_sha(texts)
         ymls.append(scores_yml.score_model_yml(name, s.model, s.alias, s.fit))
+    relations = sorted({s.model.features for s in scored})
+    for rel in relations:
+        files[SCORES_DIR / f"{incremental_sql.changes_name(rel)}.sql"] = (
+            incremental_sql.changes_model(rel, key)
+        )
+    files[SCORES_DIR / f"{incremental_sql.PLAN}.sql"] = incremental_sql.plan_model(scorers)
+    files[SCORES_DIR / f"_{incremental_sql.STATE}__sources.yml"] = _yaml(
+        _header(["what the last published build scored (incremental scoring)"], "#"),
+        incremental_sql.state_sources(relations),
+    )
     files[SCORES_DIR / "scores.sql"] = scores_union(scored, key)
     files[SCORES_DIR / "score_checks.sql"] = checks_sql.score_checks(scored)
     drift = checks_sql.input_drift(scored)
@@ -213,7 +271,13 @@ def render(defs: Definitions, scored: Sequence[Scored]) -> dict[Path, str]:
     doc: dict = {
         "version": 2,
         "models": docs,
-        "unit_tests": [unit_tests.bands_unit_test(names, key)],
+        "unit_tests": [
+            unit_tests.bands_unit_test(
+                names,
+                key,
+                [incremental_sql.PLAN, *(incremental_sql.changes_name(r) for r in relations)],
+            )
+        ],
     }
     chosen = candidates(defs, scored)
     files[SCORES_DIR / "score_bands.sql"] = score_bands()

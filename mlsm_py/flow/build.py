@@ -12,7 +12,7 @@ from sqlglot import exp
 
 from mlsm_py.dbt import runner, writer
 from mlsm_py.errors import BuildError, MlsmError
-from mlsm_py.flow import changes, history, readers
+from mlsm_py.flow import changes, history, readers, state
 from mlsm_py.flow.aliases import stale
 from mlsm_py.flow.lock import hold
 from mlsm_py.flow.readers import comment
@@ -41,7 +41,12 @@ def _as_of(con: duckdb.DuckDBPyConnection, s: Session) -> Any:
 
 
 def publish(
-    con: duckdb.DuckDBPyConnection, s: Session, run_id: str, command: str, started: Any
+    con: duckdb.DuckDBPyConnection,
+    s: Session,
+    run_id: str,
+    command: str,
+    started: Any,
+    full: bool = False,
 ) -> dict:
     """Replace the published tables from the audited ones, apply the run's pending registry
     changes and log the build: one transaction."""
@@ -75,6 +80,8 @@ def publish(
                     con.execute(stmt)
                 comment(con, f"{PUBLISHED}.{name}", *docs.get(name, ("", {})))
         history.append_published(con, key, finished)
+        changed = state.publish(con, s.defs, full)
+        rescored = _rescored(con)
         history.append_checks(con, run_id, "published", finished)
         for rel in sorted({m.features for m in s.defs.models}):
             n = con.execute(f"select count(*) from {exp.to_table(rel).sql('duckdb')}").fetchone()[0]
@@ -94,7 +101,22 @@ def publish(
         }
         store.record_build(con, row)
     row["changes"] = feed
+    row["changed_rows"] = changed
+    row["rescored"] = rescored
+    row["full_refresh"] = full
     return row
+
+
+def _rescored(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The scorers that scored every record this build (their SQL changed)."""
+    from mlsm_py.dbt.incremental_sql import PLAN
+
+    if not store.table_exists(con, AUDIT, PLAN):
+        return []
+    rows = con.execute(
+        f"select model_name, role from {AUDIT}.{PLAN} where rescore_all order by 1, 2"
+    ).fetchall()
+    return [f"{m} ({r})" for m, r in rows]
 
 
 def record_failure(s: Session, run_id: str, command: str, started: Any, err: Exception) -> None:
@@ -120,9 +142,13 @@ def record_failure(s: Session, run_id: str, command: str, started: Any, err: Exc
         )
 
 
-def build(s: Session, run_id: str | None = None, command: str = "build") -> dict:
+def build(
+    s: Session, run_id: str | None = None, command: str = "build", full: bool = False
+) -> dict:
     """dbt build of the whole project, then publication. `run_id`: a retrain's run whose
-    pending aliases the build scores and, if it publishes, applies."""
+    pending aliases the build scores and, if it publishes, applies. Only records new or
+    changed since the last publication are scored, and every record by a scorer whose SQL
+    changed; `full` scores everything (the published rows are the same either way)."""
     started = store.now()
     own_run = run_id is None
     run_id = run_id or store.new_id()
@@ -138,16 +164,20 @@ def build(s: Session, run_id: str | None = None, command: str = "build") -> dict
                     s.say(f"      stale: {model}: {line}")
     with s.registry() as con:
         history.ensure(con, s.defs)  # the monitoring views read it
+        state.ensure(con, s.defs)  # what incremental scoring compares with
     t0 = time.perf_counter()
     try:
-        outcome = runner.build(s.dbt, variables={"mlsm_run_id": run_id})
+        variables: dict[str, Any] = {"mlsm_run_id": run_id}
+        if full:
+            variables["mlsm_full_refresh"] = True
+        outcome = runner.build(s.dbt, variables=variables)
     except BuildError as e:
         record_failure(s, run_id, command, started, e)
         raise
     dbt_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     with s.registry() as con:
-        row = publish(con, s, run_id, command, started)
+        row = publish(con, s, run_id, command, started, full)
         row["publish_seconds"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         # DuckDB admits one writer: readers get a copy. A server warehouse serves readers
@@ -191,6 +221,17 @@ def fallback_counts(con, s: Session) -> dict[str, tuple[int, int, list]]:
     return {m: (n, f, levels or []) for m, n, f, levels in rows}
 
 
+def scored_line(row: dict) -> str:
+    """What this build scored: the changed records, and the scorers that scored all."""
+    if row["full_refresh"]:
+        return "scored every record (--full-refresh)"
+    n = sum(row["changed_rows"].values())
+    line = f"scored {n:,} new, changed or gone record(s) since the last publication"
+    if row["rescored"]:
+        line += "; every record by " + ", ".join(row["rescored"]) + " (its SQL changed)"
+    return line
+
+
 def fallback_lines(row: dict) -> list[str]:
     out = []
     for m, (n, f, levels) in row.get("fallback", {}).items():
@@ -202,7 +243,7 @@ def fallback_lines(row: dict) -> list[str]:
     return out
 
 
-def run_build(s: Session) -> dict:
+def run_build(s: Session, full: bool = False) -> dict:
     """The `mlsm build` verb: under the warehouse lock, with progress output."""
     s.require_warehouse()
     with hold(s.project.state, "build", s.project.target):
@@ -210,8 +251,9 @@ def run_build(s: Session) -> dict:
             "[1/2] dbt build: staging -> features -> input checks -> scores -> winners -> "
             "score checks"
         )
-        row = build(s)
+        row = build(s, full=full)
         s.say(f"      dbt: {row['dbt_summary']} ({row['dbt_seconds']:.1f} s)")
+        s.say("      " + scored_line(row))
         for w in row["warnings"]:
             s.say(f"      warning: {w}")
         s.say(
