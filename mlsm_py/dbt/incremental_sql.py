@@ -100,6 +100,21 @@ def delta_condition(s: Scored, indent: str = "        ") -> str:
     )
 
 
+def unless_idle(s: Scored, body: str) -> str:
+    """`body`, or no rows when nothing is new or changed and the scorer is the published one
+    (macros/macros/nothing_to_score.sql)."""
+    m = s.model
+    check = f"mlsm.nothing_to_score({changes_name(m.features)!r}, {m.name!r}, {s.alias!r})"
+    return (
+        f"{{%- if {check} %}}\n"
+        "-- nothing new or changed to score: no rows, and the SQL below is not run\n"
+        "select * from {{ this }} where false\n"
+        "{%- else %}\n"
+        f"{body}\n"
+        "{%- endif %}"
+    )
+
+
 def scorer_sha(texts: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(texts).encode()).hexdigest()
 
@@ -161,14 +176,15 @@ def kept_cte(scored: Sequence[Scored], key: str, columns: Sequence[str]) -> str:
     by_relation: dict[str, set[str]] = {}
     for s in scored:
         by_relation.setdefault(s.model.features, set()).add(s.model.name)
-    unchanged = " or ".join(
-        f"(previous.model_name in ({', '.join(sql_string(n) for n in sorted(names))})"
-        f" and not exists (select 1 from {{{{ ref('{changes_name(rel)}') }}}} as changed"
-        f" where changed.{k} = previous.{k}))"
+    unchanged = "\n        or ".join(
+        f"(previous.model_name in ({', '.join(sql_string(n) for n in sorted(names))})\n"
+        f"            and not exists (\n"
+        f"                select 1 from {{{{ ref('{changes_name(rel)}') }}}} as changed\n"
+        f"                where changed.{k} = previous.{k}\n            ))"
         for rel, names in sorted(by_relation.items())
     )
     expected = ", ".join(repr(c.strip('"')) for c in [*columns, "run_id"])
-    picked = ", ".join(f"previous.{c}" for c in columns)
+    picked = ",\n        ".join(f"previous.{c}" for c in columns)
     # dbt sees refs inside a Jinja `if` only when it parses with a published table present.
     hints = "".join(
         f"-- depends_on: {{{{ ref('{n}') }}}}\n"
@@ -178,7 +194,7 @@ def kept_cte(scored: Sequence[Scored], key: str, columns: Sequence[str]) -> str:
         hints + f"{{%- set previous = mlsm.previous_published('scores', [{expected}]) %}}\n\n"
         "kept as (\n\n"
         "    {%- if previous is not none %}\n"
-        f"    select {picked}\n"
+        f"    select\n        {picked}\n"
         "    from {{ previous }} as previous\n"
         f"    inner join {{{{ ref('{PLAN}') }}}} as plan\n"
         "        on plan.model_name = previous.model_name and plan.role = previous.role\n"

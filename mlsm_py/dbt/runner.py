@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsm_py.dbt import failures
+from mlsm_py.dbt.common import RUN_ID_ENV
 from mlsm_py.errors import BuildError
 
 
@@ -48,11 +49,15 @@ def macro_package() -> Path:
     return (Path(__file__).parent / "macros").resolve()
 
 
-def run(ctx: DbtContext, args: list[str], variables: dict | None = None) -> BuildOutcome:
+def run(
+    ctx: DbtContext, args: list[str], variables: dict | None = None, run_id: str | None = None
+) -> BuildOutcome:
     env = {
         "MLSM_WAREHOUSE": str(Path(ctx.warehouse).resolve()),
         "MLSM_DBT_PACKAGE": str(macro_package()),
         "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1"),
+        # Read by mlsm.run_id() when a node runs; empty: dbt's own invocation id.
+        RUN_ID_ENV: run_id or "",
     }
     with environment(env):
         return _invoke(ctx, args, variables)
@@ -112,14 +117,17 @@ def _invoke(ctx: DbtContext, args: list[str], variables: dict | None) -> BuildOu
 
 
 def build(
-    ctx: DbtContext, select: list[str] | None = None, variables: dict | None = None
+    ctx: DbtContext,
+    select: list[str] | None = None,
+    variables: dict | None = None,
+    run_id: str | None = None,
 ) -> BuildOutcome:
     """`dbt build`; raises BuildError naming each failing check. A failing check skips every
     model downstream of it."""
     # A partial build runs only the checks whose inputs it all builds (dbt's default "eager"
     # would also run checks that read a model outside the selection, not built yet).
     args = ["build"] + (["--select", *select, "--indirect-selection", "cautious"] if select else [])
-    outcome = run(ctx, args, variables)
+    outcome = run(ctx, args, variables, run_id)
     if not outcome.success:
         listed = "\n  - ".join(outcome.failures) or "(see the dbt log)"
         err = BuildError(f"dbt build failed; nothing new was published.\n  - {listed}")

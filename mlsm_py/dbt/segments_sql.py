@@ -119,4 +119,5 @@ def segmented_model(group: Sequence[Scored]) -> str:
             f"{{{{ ref('{routing_name(m)}') }}}}) as levels\n"
             f'    on levels."{m.key}" = fallback_scores."{m.key}"'
         )
-    return _header(about, "--") + "\n" + "\n\nunion all\n\n".join(selects) + "\n"
+    body = "\n\nunion all\n\n".join(selects)
+    return _header(about, "--") + "\n" + incremental_sql.unless_idle(group[0], body) + "\n"

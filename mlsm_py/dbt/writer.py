@@ -58,7 +58,7 @@ def _rows_select(s: Scored, held: frozenset[str]) -> str:
     where = f"({m.population})\n        and " if m.population else ""
     return (
         f"    select * from {{{{ ref('{name}') }}}}\n"
-        f"    where {where}{incremental_sql.delta_condition(s, '    ')}"
+        f"    where {where}{incremental_sql.delta_condition(s, '        ')}"
     )
 
 
@@ -89,6 +89,8 @@ def score_model(s: Scored, held: frozenset[str] = frozenset()) -> str:
     ]
     header = _header(lines, "#" if fit["route"] == "python" else "--")
     body = fit["dbt_sql"].replace(RELATION, source_relation(s, held))
+    if fit["route"] != "python":  # a Python model reads no rows for nothing: no planning
+        body = incremental_sql.unless_idle(s, body)
     return header + "\n" + body + "\n"
 
 

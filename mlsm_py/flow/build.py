@@ -167,10 +167,10 @@ def build(
         state.ensure(con, s.defs)  # what incremental scoring compares with
     t0 = time.perf_counter()
     try:
-        variables: dict[str, Any] = {"mlsm_run_id": run_id}
-        if full:
-            variables["mlsm_full_refresh"] = True
-        outcome = runner.build(s.dbt, variables=variables)
+        # A full refresh is a dbt var (a rare run may re-parse); the run id is not (a new id
+        # each run would make dbt re-parse the whole project every time).
+        variables = {"mlsm_full_refresh": True} if full else None
+        outcome = runner.build(s.dbt, variables=variables, run_id=run_id)
     except BuildError as e:
         record_failure(s, run_id, command, started, e)
         raise
@@ -225,11 +225,19 @@ def scored_line(row: dict) -> str:
     """What this build scored: the changed records, and the scorers that scored all."""
     if row["full_refresh"]:
         return "scored every record (--full-refresh)"
-    n = sum(row["changed_rows"].values())
-    line = f"scored {n:,} new, changed or gone record(s) since the last publication"
+    parts, any_change = [], False
+    for rel, c in row["changed_rows"].items():
+        any_change = any_change or any(c.values())
+        parts.append(
+            f"{rel}: {c['new']:,} new, {c['changed']:,} changed, {c['gone']:,} gone"
+            if any(c.values())
+            else f"{rel}: nothing new, changed or gone"
+        )
+    line = "since the last publication " + "; ".join(parts)
     if row["rescored"]:
-        line += "; every record by " + ", ".join(row["rescored"]) + " (its SQL changed)"
-    return line
+        every = ", ".join(row["rescored"])
+        return f"{line}; scored those, and every record by {every} (a changed scorer)"
+    return line + ("; scored those" if any_change else "; nothing scored")
 
 
 def fallback_lines(row: dict) -> list[str]:

@@ -47,9 +47,11 @@ def ensure(con: duckdb.DuckDBPyConnection, defs: Definitions) -> None:
         )
 
 
-def publish(con: duckdb.DuckDBPyConnection, defs: Definitions, full: bool) -> dict[str, int]:
-    """Make the state describe this build (inside the publish transaction). Returns the
-    number of changed rows per relation."""
+def publish(
+    con: duckdb.DuckDBPyConnection, defs: Definitions, full: bool
+) -> dict[str, dict[str, int]]:
+    """Make the state describe this build (inside the publish transaction). Returns, per
+    relation, how many records were new, changed and gone."""
     key = defs.models[0].key
     k = exp.to_identifier(key, quoted=True).sql("duckdb")
     plan = f"{AUDIT}.{inc.PLAN}"
@@ -71,5 +73,6 @@ def publish(con: duckdb.DuckDBPyConnection, defs: Definitions, full: bool) -> di
         con.execute(
             f"insert into {rows} select {k}, row_hash from {changes} where change <> 'gone'"
         )
-        changed[rel] = con.execute(f"select count(*) from {changes}").fetchone()[0]
+        counts = dict(con.execute(f"select change, count(*) from {changes} group by 1").fetchall())
+        changed[rel] = {c: counts.get(c, 0) for c in ("new", "changed", "gone")}
     return changed

@@ -169,7 +169,9 @@ def test_a_batch_scores_only_new_and_changed_records(runs):
     expected = _open(runs["s"].project.warehouse, runs["batch_expected"])
     assert len(expected) == 35  # 20 new, 15 with more visits; the 10 converted are out
     assert runs["batch_scored"] == {"lead_a": expected, "lead_d": expected}
-    assert runs["batch"]["changed_rows"] == {"lead_features": 45}
+    assert runs["batch"]["changed_rows"] == {
+        "lead_features": {"new": 20, "changed": 25, "gone": 0}  # 10 converted, 15 visits
+    }
     assert runs["batch"]["rescored"] == []
 
 
@@ -182,7 +184,7 @@ def test_incremental_publishes_what_a_full_refresh_publishes(runs):
 
 def test_a_build_with_no_change_scores_nothing_and_changes_nothing(runs):
     assert runs["idle_scored"] == {"lead_a": set(), "lead_d": set()}
-    assert runs["idle"]["changed_rows"] == {"lead_features": 0}
+    assert runs["idle"]["changed_rows"] == {"lead_features": {"new": 0, "changed": 0, "gone": 0}}
     before, after = runs["idle_history"]
     assert before == after
     assert runs["idle_published"] == runs["batch_published"]

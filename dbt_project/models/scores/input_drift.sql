@@ -192,7 +192,7 @@ final as (
             when measured.psi >= inputs.warn_at then 'warn'
             else 'ok'
         end as level,
-        '{{ var("mlsm_run_id", invocation_id) }}' as run_id
+        '{{ mlsm.run_id() }}' as run_id
     from inputs
     left join measured on measured.binning = inputs.binning and measured.fit_id = inputs.fit_id and measured.column_name = inputs.column_name
     left join totals on totals.binning = inputs.binning

@@ -4,6 +4,10 @@
 -- route: sql (measured on 245,760 holdout rows: SQL faster (62 CASE expressions, 2,003 split nodes, ~226 tests per row)); duckdb dialect
 -- fit body sha256: 925043c1e0510d8c54477ba441dfae95f9d3dbec0d49afef6d7667a7686c0152
 
+{%- if mlsm.nothing_to_score('lead_features__changes', 'lead_extra_trees', 'champion') %}
+-- nothing new or changed to score: no rows, and the SQL below is not run
+select * from {{ this }} where false
+{%- else %}
 WITH inputs AS (
   SELECT
     "lead_id",
@@ -22,6 +26,11 @@ WITH inputs AS (
   FROM (
     select * from {{ ref('lead_features') }}
     where (converted is null)
+        and (
+            "lead_id" in (select "lead_id" from {{ ref('lead_features__changes') }} where "lead_id" is not null)
+            or (select rescore_all from {{ ref('score_plan') }}
+                where model_name = 'lead_extra_trees' and role = 'champion')
+        )
 ) as population
 ), stage_1 AS (
   SELECT
@@ -5659,3 +5668,4 @@ SELECT
     "__mlsm_28" + "__mlsm_36" + "__mlsm_41" + "__mlsm_43" + "__mlsm_44" + "__mlsm_45" + "__mlsm_46" + "__mlsm_47" + "__mlsm_48" + "__mlsm_49" + "__mlsm_50" + "__mlsm_51" + "__mlsm_52" + "__mlsm_53" + "__mlsm_54" + "__mlsm_55" + "__mlsm_56" + "__mlsm_57" + "__mlsm_58" + "__mlsm_59" + "__mlsm_60" + "__mlsm_61" + "__mlsm_62" + "__mlsm_63" + "__mlsm_64" + "__mlsm_65" + "__mlsm_66" + "__mlsm_67" + "__mlsm_68" + "__mlsm_69"
   ) / 30.0E0 AS score
 FROM stage_2
+{%- endif %}

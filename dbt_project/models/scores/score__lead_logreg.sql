@@ -4,6 +4,10 @@
 -- route: sql (reason codes are computed in the scoring SQL); duckdb dialect
 -- fit body sha256: dcc538dd35ef6471195d2b84289528bf3682edc3d879fbfa4f291a6c014b34f0
 
+{%- if mlsm.nothing_to_score('lead_features__changes', 'lead_logreg', 'champion') %}
+-- nothing new or changed to score: no rows, and the SQL below is not run
+select * from {{ this }} where false
+{%- else %}
 WITH inputs AS (
   SELECT
     "lead_id",
@@ -22,6 +26,11 @@ WITH inputs AS (
   FROM (
     select * from {{ ref('lead_features') }}
     where (converted is null)
+        and (
+            "lead_id" in (select "lead_id" from {{ ref('lead_features__changes') }} where "lead_id" is not null)
+            or (select rescore_all from {{ ref('score_plan') }}
+                where model_name = 'lead_logreg' and role = 'champion')
+        )
 ) as population
 ), stage_1 AS (
   SELECT
@@ -527,3 +536,4 @@ SELECT
     ELSE "__mlsm_63"
   END AS reason_4_contribution
 FROM stage_4
+{%- endif %}

@@ -109,7 +109,7 @@ final as (
             when measured.psi >= fits.warn_at then 'warn'
             else 'ok'
         end as level,
-        '{{ var("mlsm_run_id", invocation_id) }}' as run_id
+        '{{ mlsm.run_id() }}' as run_id
     from fits
     left join counts on counts.fit_id = fits.fit_id
     left join totals on totals.fit_id = fits.fit_id

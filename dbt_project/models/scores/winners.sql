@@ -19,7 +19,7 @@ final as (
 
     select
         unioned.*,
-        '{{ var("mlsm_run_id", invocation_id) }}' as run_id
+        '{{ mlsm.run_id() }}' as run_id
     from unioned
 
 )

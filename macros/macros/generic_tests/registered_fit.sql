@@ -1,7 +1,7 @@
 {#- Provenance: fails when the scores in `model` come from a fit that is not the registered
     `role` (champion / challenger) of `model_name` in this warehouse's registry, or when the
     model's file is not the one mlsm last wrote from that registry (its sha256, as dbt keeps it
-    in the node's checksum). A retrain building its candidates passes `mlsm_run_id`; then the
+    in the node's checksum). A retrain building its candidates passes its run id (MLSM_RUN_ID); then the
     run's pending aliases count instead of the current ones, and they take effect only if the
     run publishes. -#}
 {% test registered_fit(model, model_name, role, fit_id) %}
@@ -9,7 +9,7 @@
 {% endtest %}
 
 {% macro default__test_registered_fit(model, model_name, role, fit_id) %}
-{%- set run_id = var('mlsm_run_id', none) -%}
+{%- set run_id = mlsm.run_id('') -%}
 {%- set node = mlsm.node_of_relation(model) -%}
 with
 
