@@ -77,7 +77,9 @@ def timed(root: Path, args: list[str], env: dict, startup: float) -> dict:
     wall, rss, out = engines._mlsm(root, ["build", *args], env)
     dbt_s = engines._dbt_seconds(out)
     sql_s, nodes = engines._node_seconds(root)
-    scored = next((ln.strip() for ln in out.splitlines() if ln.strip().startswith("scored")), "")
+    scored = next(
+        (ln.strip() for ln in out.splitlines() if ln.strip().startswith(("since", "scored"))), ""
+    )
     return {
         "wall_s": wall,
         "startup_s": startup,

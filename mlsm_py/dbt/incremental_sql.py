@@ -171,7 +171,8 @@ select * from final
 
 def kept_cte(scored: Sequence[Scored], key: str, columns: Sequence[str]) -> str:
     """The last published scores of records no scorer rescores this run (`columns` as the
-    union selects them, without run_id); none on a first build or a full refresh."""
+    union selects them), with the run that scored them; none on a first build or a full
+    refresh."""
     k = _q(key)
     by_relation: dict[str, set[str]] = {}
     for s in scored:
@@ -184,7 +185,7 @@ def kept_cte(scored: Sequence[Scored], key: str, columns: Sequence[str]) -> str:
         for rel, names in sorted(by_relation.items())
     )
     expected = ", ".join(repr(c.strip('"')) for c in [*columns, "run_id"])
-    picked = ",\n        ".join(f"previous.{c}" for c in columns)
+    picked = ",\n        ".join(f"previous.{c}" for c in [*columns, "run_id"])
     # dbt sees refs inside a Jinja `if` only when it parses with a published table present.
     hints = "".join(
         f"-- depends_on: {{{{ ref('{n}') }}}}\n"
@@ -201,7 +202,7 @@ def kept_cte(scored: Sequence[Scored], key: str, columns: Sequence[str]) -> str:
         "        and not plan.rescore_all\n"
         f"    where {unchanged}\n"
         "    {%- else %}\n"
-        "    select * from fresh where false\n"
+        "    select *, cast(null as varchar) as run_id from fresh where false\n"
         "    {%- endif %}\n\n"
         ")"
     )

@@ -12,6 +12,8 @@ from mlsm_py.spec import SummaryModel
 RUN_DOCS = {
     "fit_id": "The registered fit that computed the score (mlsm_registry.fits).",
     "run_id": "The build that published the row (mlsm_registry.builds: when, as of when).",
+    "scored_run_id": "The build that scored the row: a record nothing changed for keeps the "
+    "build that last scored it (mlsm_registry.builds).",
 }
 
 
@@ -107,7 +109,7 @@ def scores_yml(key: str) -> dict:
                 "data_tests": [{"not_null": {"name": "scores__score__not_null"}}],
             },
             *BAND_COLUMNS("scores"),
-            {"name": "run_id", "description": RUN_DOCS["run_id"]},
+            {"name": "run_id", "description": RUN_DOCS["scored_run_id"]},
             {
                 "name": "segment",
                 "description": "A segmented model's segment of the record (its segment_by "

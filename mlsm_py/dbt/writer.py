@@ -150,10 +150,10 @@ def scores_union(scored: Sequence[Scored], key: str) -> str:
         + "\n\n),\n\n"
         "fresh as (\n\n    {{ mlsm.place_in_bands('unioned', 'bands') | indent(4) }}\n\n),\n\n"
         + incremental_sql.kept_cte(scored, key, columns)
-        + ",\n\nfinal as (\n\n    select\n        placed.*,\n"
-        f"        {RUN_ID} as run_id\n"
-        "    from (\n        select * from fresh\n        union all\n        select * from kept\n"
-        "    ) as placed\n\n)\n\nselect * from final\n"
+        + ",\n\nfinal as (\n\n"
+        f"    select fresh.*, {RUN_ID} as run_id from fresh\n"
+        "    union all\n"
+        "    select * from kept\n\n)\n\nselect * from final\n"
     )
 
 

@@ -18,6 +18,7 @@ from mlsm_py.flow.lock import hold
 from mlsm_py.flow.readers import comment
 from mlsm_py.flow.session import Session, sync_files, write_serving
 from mlsm_py.registry import store
+from mlsm_py.registry.schema import SCHEMA
 
 AUDIT = "audit"
 PUBLISHED = "published"
@@ -72,14 +73,24 @@ def publish(
             for sm in s.defs.summaries
             if sm.call_list is not None and store.table_exists(con, AUDIT, sm.call_list.name)
         }
+        scope = state.scope(con, s.defs, full)
+        previous = con.execute(
+            f"select run_id from {SCHEMA}.builds where status = 'published' "
+            "order by finished_at desc limit 1"
+        ).fetchone()
+        merged = []
         for name in writer.published_tables(s.defs):
-            if store.table_exists(con, AUDIT, name):
-                for stmt in target.replace_table(
-                    con, f"{PUBLISHED}.{name}", f"select * from {AUDIT}.{name}"
-                ):
-                    con.execute(stmt)
-                comment(con, f"{PUBLISHED}.{name}", *docs.get(name, ("", {})))
-        history.append_published(con, key, finished)
+            if not store.table_exists(con, AUDIT, name):
+                continue
+            if name == "scores" and state.merge_scores(con, scope["scores"], f"{PUBLISHED}.scores"):
+                merged.append(name)  # the unchanged rows stay where they are
+                continue
+            for stmt in target.replace_table(
+                con, f"{PUBLISHED}.{name}", f"select * from {AUDIT}.{name}"
+            ):
+                con.execute(stmt)
+            comment(con, f"{PUBLISHED}.{name}", *docs.get(name, ("", {})))
+        history.append_published(con, key, finished, scope)
         changed = state.publish(con, s.defs, full)
         rescored = _rescored(con)
         history.append_checks(con, run_id, "published", finished)
@@ -104,6 +115,11 @@ def publish(
     row["changed_rows"] = changed
     row["rescored"] = rescored
     row["full_refresh"] = full
+    row["merged"] = merged
+    # What the readers' copy replaces in its scores, if it is the previous publication's.
+    row["readers_merge"] = (
+        (previous[0], scope["scores"]) if "scores" in merged and previous else None
+    )
     return row
 
 
@@ -182,15 +198,16 @@ def build(
         t2 = time.perf_counter()
         # DuckDB admits one writer: readers get a copy. A server warehouse serves readers
         # the published schema itself, beside the next build (MVCC).
-        row["readers_file"] = (
+        row["readers_file"], row["readers_merged"] = (
             readers.export(
                 con,
                 s.project.warehouse,
                 writer.published_tables(s.defs),
                 writer.published_docs(s.defs),
+                row["readers_merge"],
             )
             if s.project.target.readers_copy
-            else None
+            else (None, False)
         )
         row["readers_seconds"] = time.perf_counter() - t2
         if not own_run:  # a retrain's champions are applied now: serve them (a plain
@@ -236,7 +253,8 @@ def scored_line(row: dict) -> str:
     line = "since the last publication " + "; ".join(parts)
     if row["rescored"]:
         every = ", ".join(row["rescored"])
-        return f"{line}; scored those, and every record by {every} (a changed scorer)"
+        those = "those, and " if any_change else ""
+        return f"{line}; scored {those}every record by {every} (a changed scorer)"
     return line + ("; scored those" if any_change else "; nothing scored")
 
 

@@ -69,12 +69,22 @@ def ensure(con: duckdb.DuckDBPyConnection, defs: Definitions) -> None:
                 con.execute(f"alter table {HISTORY}.{name} add column {col_name} {col_type}")
 
 
-def append_published(con: duckdb.DuckDBPyConnection, key: str, published_at: Any) -> None:
-    """Rows whose score (winner) is new or changed; inside the publish transaction."""
+def append_published(
+    con: duckdb.DuckDBPyConnection,
+    key: str,
+    published_at: Any,
+    scope: dict[str, str | None] | None = None,
+) -> None:
+    """Rows whose score (winner) is new or changed; inside the publish transaction.
+    `scope`: per table, a condition on a row (alias `{t}`) outside of which nothing can have
+    changed (what an incremental build scored: flow/state.scope); None: look at every row."""
     k = exp.to_identifier(key, quoted=True).sql("duckdb")
     for name, (part, changed) in IDENTITY.items():
         if not store.table_exists(con, AUDIT, name):
             continue
+        where = (scope or {}).get(name)
+        only_now = f" and ({where.format(t='now_')})" if where else ""
+        only_then = f" where ({where.format(t='h')})" if where else ""
         by = ", ".join([k, *part])
         same = " and ".join(
             f"latest.{c} is not distinct from now_.{c}" for c in [k, *part, *changed]
@@ -92,13 +102,13 @@ def append_published(con: duckdb.DuckDBPyConnection, key: str, published_at: Any
                     select *, row_number() over (
                         partition by {by} order by published_at desc
                     ) as mlsm_newest
-                    from {HISTORY}.{name}
+                    from {HISTORY}.{name} as h{only_then}
                 ) as ranked
                 where mlsm_newest = 1
             )
             select {", ".join(f"now_.{c}" for c in cols)}, cast(? as timestamptz)
             from {AUDIT}.{name} as now_
-            where not exists (select 1 from latest where {same})
+            where not exists (select 1 from latest where {same}){only_now}
             """,
             [published_at],
         )

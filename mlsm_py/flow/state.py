@@ -76,3 +76,49 @@ def publish(
         counts = dict(con.execute(f"select change, count(*) from {changes} group by 1").fetchall())
         changed[rel] = {c: counts.get(c, 0) for c in ("new", "changed", "gone")}
     return changed
+
+
+def scope(con: duckdb.DuckDBPyConnection, defs: Definitions, full: bool) -> dict:
+    """Per published table, a condition (row alias `{t}`) true for every row this build can
+    have changed: records of a changes table, and every row of a scorer that rescored all
+    (`scores`), or of any scorer (`winners`). None: every row (a full refresh)."""
+    if full or not store.table_exists(con, AUDIT, inc.PLAN):
+        return {"scores": None, "winners": None}
+    k = exp.to_identifier(defs.models[0].key, quoted=True).sql("duckdb")
+    names = [inc.changes_name(r) for r in relations(defs)]
+    if not all(store.table_exists(con, AUDIT, n) for n in names):
+        return {"scores": None, "winners": None}
+    changed = " union all ".join(
+        f"select {k} from {AUDIT}.{exp.to_identifier(n).sql()}" for n in names
+    )
+    keys = "{t}." + k + f" in ({changed})"
+    rescored = (
+        f"exists (select 1 from {AUDIT}.{inc.PLAN} as plan where plan.rescore_all "
+        "and plan.model_name = {t}.model_name and plan.role = {t}.role)"
+    )
+    everything = con.execute(f"select count(*) from {AUDIT}.{inc.PLAN} where rescore_all")
+    return {
+        "scores": f"{keys} or {rescored}",
+        "winners": None if everything.fetchone()[0] else keys,
+    }
+
+
+def merge_scores(con: duckdb.DuckDBPyConnection, where: str | None, published: str) -> bool:
+    """Publish audit.scores into `published` (schema.table) by replacing only the rows this
+    build can have changed (`where`, from `scope`) and those of scorers no longer scored:
+    the same rows as a copy, at the cost of the change. False when it cannot (a first
+    build, a full refresh, other columns): the caller copies the whole table."""
+    schema, _, name = published.partition(".")
+    if where is None or not store.table_exists(con, schema, name):
+        return False
+    if store.relation_columns(con, published) != store.relation_columns(con, f"{AUDIT}.scores"):
+        return False
+    con.execute(
+        f"delete from {published} as p where ({where.format(t='p')}) or not exists ("
+        f"select 1 from {AUDIT}.{inc.PLAN} as plan "
+        "where plan.model_name = p.model_name and plan.role = p.role)"
+    )
+    con.execute(
+        f"insert into {published} select * from {AUDIT}.scores as a where ({where.format(t='a')})"
+    )
+    return True

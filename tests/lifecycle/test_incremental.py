@@ -18,6 +18,7 @@ from mlsm_py.errors import BuildError
 from mlsm_py.flow.aliases import promote, rollback
 from mlsm_py.flow.build import run_build
 from mlsm_py.flow.lifecycle import run_retrain
+from mlsm_py.flow.readers import readers_file
 from mlsm_py.spec import Definitions
 from mlsm_py.spec_summary import CallList, SummaryModel
 from tests.helpers import build_project, query, session
@@ -80,6 +81,17 @@ def _open(wh, ids) -> set[int]:
     return {k for (k,) in got}
 
 
+def _readers_agree(wh) -> bool:
+    """The readers' copy holds published.scores row for row, run ids included."""
+    q = "select * from published.scores order by all"
+    copy = duckdb.connect(str(readers_file(wh)), read_only=True)
+    try:
+        theirs = copy.execute(q).fetchall()
+    finally:
+        copy.close()
+    return theirs == query(wh, q) and len(theirs) > 0
+
+
 def _full_refresh(s, tmp) -> dict[str, list[tuple]]:
     """The same warehouse and project copied, built with --full-refresh."""
     shutil.copytree(s.project.root, tmp, ignore=shutil.ignore_patterns("*.lock", "target"))
@@ -114,6 +126,14 @@ def runs(tmp_path_factory):
     out["batch_scored"] = {m: _scored(wh, m) for m in ("lead_a", "lead_d")}
     out["batch_expected"] = set(new) | set(open_ids[30:45])
     out["batch_published"] = _published(wh)
+    out["readers"] = [_readers_agree(wh)]
+    out["batch_run_ids"] = dict(
+        query(
+            wh,
+            "select run_id = ?, count(*) from published.scores group by 1",
+            [out["batch"]["run_id"]],
+        )
+    )
     out["batch_full"] = _full_refresh(s, root / "full_1")
 
     history = query(wh, "select count(*) from history.scores")[0][0]
@@ -121,6 +141,9 @@ def runs(tmp_path_factory):
     out["idle_scored"] = {m: _scored(wh, m) for m in ("lead_a", "lead_d")}
     out["idle_history"] = (history, query(wh, "select count(*) from history.scores")[0][0])
     out["idle_published"] = _published(wh)
+    out["idle_run_ids"] = query(
+        wh, "select count(*) from published.scores where run_id = ?", [out["idle"]["run_id"]]
+    )[0][0]
 
     late = [k + 2 * top for k in open_ids[45:55]]
     bad = open_ids[60]
@@ -140,6 +163,7 @@ def runs(tmp_path_factory):
     )
     _edit(wh, f"update raw.leads set visits = {visits + 1} where lead_id = {bad}")
     out["fixed"] = run_build(s)
+    out["readers"].append(_readers_agree(wh))
     out["fixed_scored"] = _scored(wh, "lead_a")
     out["fixed_expected"] = set(late) | {bad}
     out["late_history"] = query(
@@ -161,6 +185,7 @@ def runs(tmp_path_factory):
     out["rolled_back"] = run_build(s)
     out["rolled_back_scored"] = {m: _scored(wh, m) for m in ("lead_a", "lead_d")}
     out["rolled_back_published"] = _published(wh)
+    out["readers"].append(_readers_agree(wh))
     out["final_full"] = _full_refresh(s, root / "full_2")
     return out
 
@@ -173,6 +198,13 @@ def test_a_batch_scores_only_new_and_changed_records(runs):
         "lead_features": {"new": 20, "changed": 25, "gone": 0}  # 10 converted, 15 visits
     }
     assert runs["batch"]["rescored"] == []
+    # Published by replacing only those rows; they carry this run's id, the others the run
+    # that scored them.
+    assert runs["batch"]["merged"] == ["scores"] and runs["batch"]["readers_merged"]
+    assert runs["batch_run_ids"][True] == 2 * len(expected)
+    assert runs["batch_run_ids"][False] == len(runs["batch_published"]["scores"]) - 2 * len(
+        expected
+    )
 
 
 def test_incremental_publishes_what_a_full_refresh_publishes(runs):
@@ -188,6 +220,7 @@ def test_a_build_with_no_change_scores_nothing_and_changes_nothing(runs):
     before, after = runs["idle_history"]
     assert before == after
     assert runs["idle_published"] == runs["batch_published"]
+    assert runs["idle_run_ids"] == 0  # nothing scored: no row is the idle build's
 
 
 def test_a_failed_batch_publishes_nothing_and_the_next_scores_it_once(runs):
@@ -210,3 +243,7 @@ def test_a_promotion_and_a_rollback_rescore_that_model_only(runs):
     assert runs["rolled_back_scored"] == {"lead_a": population, "lead_d": set()}
     # Back to the first champion: the rows it published before, value for value.
     assert runs["rolled_back_published"]["scores"] == runs["before_promotion"]["scores"]
+
+
+def test_the_readers_copy_follows_each_incremental_publication(runs):
+    assert runs["readers"] == [True, True, True]
