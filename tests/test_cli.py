@@ -197,7 +197,9 @@ def test_an_open_reader_is_named_before_anything_runs(demo):
 
     root, _ = demo
     wh = root / "warehouse" / "mlsm.duckdb"
-    before = query(wh, "select run_id, count(*) from published.scores group by run_id")
+    before = query(
+        wh, "select run_id, count(*) from published.scores group by run_id order by run_id"
+    )
     code = (
         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
         "print('open', flush=True); time.sleep(120)"
@@ -214,7 +216,10 @@ def test_an_open_reader_is_named_before_anything_runs(demo):
     assert out.returncode == 1
     assert f"is open by process {reader.pid}" in out.stderr and "nothing was run" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    assert query(wh, "select run_id, count(*) from published.scores group by run_id") == before
+    assert (
+        query(wh, "select run_id, count(*) from published.scores group by run_id order by run_id")
+        == before
+    )
 
 
 def test_a_mistyped_warehouse_is_not_created(demo, tmp_path):
@@ -238,26 +243,29 @@ def test_readers_file_never_blocks_a_build(demo):
     path = readers_file(wh)
     reader = duckdb.connect(str(path), read_only=True)
     try:
-        (old_run,) = reader.execute("select distinct run_id from published.scores").fetchone()
+        (old_run,) = reader.execute("select distinct run_id from published.winners").fetchone()
         out = mlsm("build", cwd=root)
         assert out.returncode == 0, out.stderr[-2000:]
         assert "readers: " in out.stdout
-        assert reader.execute("select distinct run_id from published.scores").fetchall() == [
+        assert reader.execute("select distinct run_id from published.winners").fetchall() == [
             (old_run,)
         ]
     finally:
         reader.close()
     fresh = duckdb.connect(str(path), read_only=True)
     try:
-        (new_run,) = fresh.execute("select distinct run_id from published.scores").fetchone()
+        (new_run,) = fresh.execute("select distinct run_id from published.winners").fetchone()
         (status,) = fresh.execute(
             "select status from mlsm_registry.builds where run_id = ?", [new_run]
         ).fetchone()
         winners = fresh.execute("select count(*) from published.winners").fetchone()[0]
+        scores = fresh.execute("select * from published.scores order by all").fetchall()
     finally:
         fresh.close()
     assert new_run != old_run and status == "published" and winners > 0
-    assert query(wh, "select distinct run_id from published.scores") == [(new_run,)]
+    assert query(wh, "select distinct run_id from published.winners") == [(new_run,)]
+    # The copy's scores are the warehouse's, row for row (merged, not copied: issue 15).
+    assert scores == query(wh, "select * from published.scores order by all")
 
 
 def test_plain_dbt_build_from_the_dbt_project(demo):
