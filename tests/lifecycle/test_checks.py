@@ -155,7 +155,9 @@ def test_a_strong_shift_stops_publication(project):
     line = next(ln for ln in str(err.value).splitlines() if "input_drift__error" in ln)
     assert "visits PSI" in line and "error at 0.25) for lead_a" in line, line
     assert "country PSI" in line and "unseen levels" in line, line
-    assert query(wh, "select run_id, count(*) from published.scores group by 1 order by 1") == before
+    assert (
+        query(wh, "select run_id, count(*) from published.scores group by 1 order by 1") == before
+    )
     unseen = query(
         wh,
         "select unseen_share from audit.input_drift where model_name = 'lead_a' "
