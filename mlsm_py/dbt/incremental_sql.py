@@ -100,6 +100,19 @@ def delta_condition(s: Scored, indent: str = "        ") -> str:
     )
 
 
+def routing_condition(relation: str, key: str) -> str:
+    """The rows a routing table holds: its relation's changed keys, or every row when any
+    scorer rescores all. The score models apply their own `delta_condition` on top; the
+    table only has to hold a superset, and a scorer list here would tie one model's SQL to
+    the others sharing the table."""
+    k = _q(key)
+    return (
+        f"{k} in (select {k} from {{{{ ref('{changes_name(relation)}') }}}} "
+        f"where {k} is not null)\n"
+        f"        or exists (select 1 from {{{{ ref('{PLAN}') }}}} where rescore_all)"
+    )
+
+
 def unless_idle(s: Scored, body: str) -> str:
     """`body`, or no rows when nothing is new or changed and the scorer is the published one
     (macros/macros/nothing_to_score.sql)."""

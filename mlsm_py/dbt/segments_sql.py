@@ -25,21 +25,24 @@ def routing_name(m: Model) -> str:
 
 
 def routing_model(m: Model, held: frozenset[str]) -> str:
-    """The feature relation with each record's segment as a column, ordered by it. A fit's
+    """The feature relation's rows to score this build (`incremental_sql.routing_condition`)
+    with each record's segment as a column, ordered by it. A fit's
     `segment = 'de'` filter then reads only the row groups holding 'de' (DuckDB prunes them
     by their min/max); on the relation in load order every branch pays for every batch
     (decision 0019: 2.4x on LightGBM). Shared by every definition with the same relation and
     segment columns."""
     name = scorable_name(m.features) if m.features in held else m.features
     about = [
-        f"{name} with each record's segment by {segments.describe(m)} ({SEGMENT}), ordered "
-        "by it: what the segmented score models read"
+        f"{name}'s new and changed rows (every row when a scorer rescores all) with each "
+        f"record's segment by {segments.describe(m)} ({SEGMENT}), ordered by it: what the "
+        "segmented score models read"
     ]
     return (
         _header(about, "--")
         + "\nwith\n\nrelation as (\n\n"
         + f"    select * from {{{{ ref('{name}') }}}}\n\n),\n\nfinal as (\n\n"
-        + f"    select *, {segments.sql(m)} as {SEGMENT}\n    from relation\n\n)\n\n"
+        + f"    select *, {segments.sql(m)} as {SEGMENT}\n    from relation\n"
+        + f"    where {incremental_sql.routing_condition(m.features, m.key)}\n\n)\n\n"
         + f'select * from final\norder by {SEGMENT}, "{m.key}"\n'
     )
 

@@ -204,8 +204,12 @@ def test_unseen_level_is_scored_by_the_fallback_and_says_so(project):
     table = table.set_column(table.schema.get_field_index("country"), "country", pa.array(new))
     load(wh, table)
     try:
-        run_build(s)
+        row = run_build(s)
         got = _published(wh)
+        # Only the changed records reach the routing table (no scorer changed its SQL).
+        assert row["rescored"] == []
+        routed = query(wh, "select lead_id from audit.lead_features__by_country order by 1")
+        assert [k for (k,) in routed] == sorted(open_ids)
         lib, fit_of = _routed_library(s, wh)
         zz = {k: v for k, v in got.items() if v[1] == "zz"}
         assert sorted(zz) == sorted(open_ids)
