@@ -54,6 +54,11 @@ def as_yaml(head: str, doc: dict) -> str:
     return head + "\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
 
 
+def identifier(name: str) -> str:
+    """`name` as a quoted SQL identifier (the same in every dialect mlsm renders)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def sql_string(text: str) -> str:
     """A SQL string literal that dbt's Jinja leaves alone, whatever the text holds."""
     from mlsm_py.flow.compiled import jinja_inert

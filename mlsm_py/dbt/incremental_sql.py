@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from mlsm_py.dbt.common import Scored, sql_string
 from mlsm_py.dbt.common import header as _header
+from mlsm_py.dbt.common import identifier as _q
 
 STATE = "mlsm_state"
 PLAN = "score_plan"
@@ -31,10 +32,6 @@ def changes_name(relation: str) -> str:
 def rows_name(relation: str) -> str:
     """The state table of `relation`'s published row fingerprints."""
     return f"{relation}__rows"
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def changes_model(relation: str, key: str) -> str:

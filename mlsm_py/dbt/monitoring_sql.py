@@ -34,13 +34,17 @@ def _outcomes(defs: Definitions) -> tuple[str, str, str, str | None]:
 
 
 def _first_scores(key: str, outcome_sql: str, timed: bool) -> str:
-    """CTEs: each record's first published score per model and role, joined to its outcome."""
+    """CTEs: each record's first published score per model and role, joined to its outcome.
+    Only records with an outcome are ranked: the window partitions by record, so dropping
+    the others first changes no row, and the open records' history (every rescored batch
+    of a 15-minute schedule) is never sorted."""
     return (
         "scores as (\n\n    select * from {{ source('history', 'scores') }}\n\n),\n\n"
+        f"outcomes as (\n\n{outcome_sql}\n\n),\n\n"
         "firsts as (\n\n    select\n        scores.*,\n        row_number() over (\n"
         f"            partition by {key}, model_name, role order by published_at\n"
-        "        ) as nth\n    from scores\n    where score is not null\n\n),\n\n"
-        f"outcomes as (\n\n{outcome_sql}\n\n),\n\n"
+        "        ) as nth\n    from scores\n    where score is not null\n"
+        f"        and {key} in (select {key} from outcomes)\n\n),\n\n"
         "joined as (\n\n    select\n"
         f"        cast({{{{ dbt.date_trunc('day', 'firsts.published_at') }}}} as date) as cohort,\n"
         f"        firsts.{key},\n        firsts.model_name,\n        firsts.role,\n"

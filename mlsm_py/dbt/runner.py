@@ -121,12 +121,15 @@ def build(
     select: list[str] | None = None,
     variables: dict | None = None,
     run_id: str | None = None,
+    unit_tests: bool = True,
 ) -> BuildOutcome:
     """`dbt build`; raises BuildError naming each failing check. A failing check skips every
-    model downstream of it."""
+    model downstream of it. `unit_tests` False leaves dbt's unit tests out."""
     # A partial build runs only the checks whose inputs it all builds (dbt's default "eager"
     # would also run checks that read a model outside the selection, not built yet).
     args = ["build"] + (["--select", *select, "--indirect-selection", "cautious"] if select else [])
+    if not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     outcome = run(ctx, args, variables, run_id)
     if not outcome.success:
         listed = "\n  - ".join(outcome.failures) or "(see the dbt log)"

@@ -11,6 +11,7 @@ import duckdb
 from sqlglot import exp
 
 from mlsm_py.dbt import runner, writer
+from mlsm_py.dbt.incremental_sql import PLAN
 from mlsm_py.errors import BuildError, MlsmError
 from mlsm_py.flow import changes, history, readers, state
 from mlsm_py.flow.aliases import stale
@@ -48,9 +49,11 @@ def publish(
     command: str,
     started: Any,
     full: bool = False,
+    unit_tested: str | None = None,
 ) -> dict:
     """Replace the published tables from the audited ones, apply the run's pending registry
-    changes and log the build: one transaction."""
+    changes and log the build: one transaction. `unit_tested`: what the unit tests that
+    passed (now or at an earlier publication) ran on (`state.unit_tested`)."""
     key = s.defs.models[0].key
     as_of = _as_of(con, s)
     k = exp.column(key, quoted=True).sql("duckdb")
@@ -92,6 +95,8 @@ def publish(
             comment(con, f"{PUBLISHED}.{name}", *docs.get(name, ("", {})))
         history.append_published(con, key, finished, scope)
         changed = state.publish(con, s.defs, full)
+        if unit_tested is not None:
+            state.record_unit_tests(con, unit_tested)
         rescored = _rescored(con)
         history.append_checks(con, run_id, "published", finished)
         for rel in sorted({m.features for m in s.defs.models}):
@@ -125,8 +130,6 @@ def publish(
 
 def _rescored(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The scorers that scored every record this build (their SQL changed)."""
-    from mlsm_py.dbt.incremental_sql import PLAN
-
     if not store.table_exists(con, AUDIT, PLAN):
         return []
     rows = con.execute(
@@ -181,19 +184,22 @@ def build(
     with s.registry() as con:
         history.ensure(con, s.defs)  # the monitoring views read it
         state.ensure(con, s.defs)  # what incremental scoring compares with
+        tested = state.unit_tested(s.project.dbt_dir, [runner.macro_package()])
+        unit_tests = full or state.unit_tests_passed(con) != tested
     t0 = time.perf_counter()
     try:
         # A full refresh is a dbt var (a rare run may re-parse); the run id is not (a new id
         # each run would make dbt re-parse the whole project every time).
         variables = {"mlsm_full_refresh": True} if full else None
-        outcome = runner.build(s.dbt, variables=variables, run_id=run_id)
+        outcome = runner.build(s.dbt, variables=variables, run_id=run_id, unit_tests=unit_tests)
     except BuildError as e:
         record_failure(s, run_id, command, started, e)
         raise
     dbt_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     with s.registry() as con:
-        row = publish(con, s, run_id, command, started, full)
+        row = publish(con, s, run_id, command, started, full, tested)
+        row["unit_tests"] = unit_tests
         row["publish_seconds"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         # DuckDB admits one writer: readers get a copy. A server warehouse serves readers
@@ -278,7 +284,10 @@ def run_build(s: Session, full: bool = False) -> dict:
             "score checks"
         )
         row = build(s, full=full)
-        s.say(f"      dbt: {row['dbt_summary']} ({row['dbt_seconds']:.1f} s)")
+        s.say(
+            f"      dbt: {row['dbt_summary']} ({row['dbt_seconds']:.1f} s)"
+            + ("" if row["unit_tests"] else "; unit tests not rerun: their SQL is unchanged")
+        )
         s.say("      " + scored_line(row))
         for w in row["warnings"]:
             s.say(f"      warning: {w}")

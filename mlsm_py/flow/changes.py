@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlglot import exp
-
+from mlsm_py.dbt.common import identifier as _q
 from mlsm_py.registry import store
 
 HISTORY = "history"
@@ -45,10 +44,6 @@ def runs_name(call_list: str) -> str:
     """One row per publication that wrote the feed, with its counts: a run that changed
     nothing is listed too, and runs published before the feed existed are not."""
     return f"{call_list}__changes_runs"
-
-
-def _q(name: str) -> str:
-    return exp.to_identifier(name, quoted=True).sql("duckdb")
 
 
 def ensure(con: Any, call_list: str) -> list[str]:

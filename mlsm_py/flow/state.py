@@ -3,12 +3,17 @@ compares each build with (mlsm_py/dbt/incremental_sql.py):
 
 scorers            the sha256 of each scorer's generated SQL (model, role)
 <relation>__rows   the fingerprint of each feature row
+unit_tests         the sha256 of what the dbt unit tests ran on (`unit_tested`)
 
 Publication rewrites both inside its transaction, so they always describe the published
 tables: a failed build changes nothing here, and the next build sees the same changes again.
 """
 
 from __future__ import annotations
+
+import hashlib
+from importlib import metadata
+from pathlib import Path
 
 import duckdb
 from sqlglot import exp
@@ -38,6 +43,7 @@ def ensure(con: duckdb.DuckDBPyConnection, defs: Definitions) -> None:
         f"create table if not exists {_table('scorers')} "
         "(model_name varchar, role varchar, scorer_sha varchar)"
     )
+    con.execute(f"create table if not exists {_table('unit_tests')} (tested_sha varchar)")
     for rel in relations(defs):
         # Typed as the relation's key (it exists: `mlsm train` built it); varchar otherwise.
         key_type = dict(store.relation_columns(con, rel)).get(key, "varchar")
@@ -122,3 +128,36 @@ def merge_scores(con: duckdb.DuckDBPyConnection, where: str | None, published: s
         f"insert into {published} select * from {AUDIT}.scores as a where ({where.format(t='a')})"
     )
     return True
+
+
+def unit_tested(dbt_dir: Path, macro_dirs: list[Path]) -> str:
+    """The sha256 of everything the dbt unit tests depend on: the generated scoring models
+    and their yml (where the unit tests are declared), the macros, and the dbt and adapter
+    versions. Equal to the last publication's, the tests would run the same SQL on the same
+    fixed rows again, so a build leaves them out (dbt's own advice: unit tests belong where
+    the code changes, not in every production run)."""
+    h = hashlib.sha256()
+    for package in ("dbt-core", "dbt-duckdb", "dbt-postgres", "duckdb"):
+        try:
+            h.update(f"{package}=={metadata.version(package)}\n".encode())
+        except metadata.PackageNotFoundError:
+            h.update(f"{package} absent\n".encode())
+    for base in [dbt_dir / "models" / "scores", dbt_dir / "macros", *macro_dirs]:
+        for f in sorted(p for p in base.rglob("*") if p.is_file()):
+            h.update(f"{f.relative_to(base).as_posix()}\n".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def unit_tests_passed(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The `unit_tested` sha of the last publication, whose unit tests passed."""
+    if not store.table_exists(con, STATE, "unit_tests"):
+        return None
+    row = con.execute(f"select tested_sha from {_table('unit_tests')}").fetchone()
+    return row[0] if row else None
+
+
+def record_unit_tests(con: duckdb.DuckDBPyConnection, sha: str) -> None:
+    """Inside the publish transaction: its build passed (or skipped, as unchanged) them."""
+    con.execute(f"delete from {_table('unit_tests')}")
+    con.execute(f"insert into {_table('unit_tests')} values (?)", [sha])

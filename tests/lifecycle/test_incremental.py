@@ -8,6 +8,7 @@ Python-route model; what should have been scored is derived from the edits, not 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 
 import duckdb
@@ -92,6 +93,16 @@ def _readers_agree(wh) -> bool:
     return theirs == query(wh, q) and len(theirs) > 0
 
 
+def _unit_tests(s) -> list[str]:
+    """The dbt unit tests the last build ran, and how each ended."""
+    results = json.loads((s.project.dbt_dir / "target" / "run_results.json").read_text())
+    return sorted(
+        f"{r['unique_id'].split('.')[-1]}: {r['status']}"
+        for r in results["results"]
+        if r["unique_id"].startswith("unit_test.")
+    )
+
+
 def _full_refresh(s, tmp) -> dict[str, list[tuple]]:
     """The same warehouse and project copied, built with --full-refresh."""
     shutil.copytree(s.project.root, tmp, ignore=shutil.ignore_patterns("*.lock", "target"))
@@ -123,6 +134,7 @@ def runs(tmp_path_factory):
         f"({ids(map(str, open_ids[30:45]))})",
     )
     out["batch"] = run_build(s)
+    out["batch_unit_tests"] = _unit_tests(s)
     out["batch_scored"] = {m: _scored(wh, m) for m in ("lead_a", "lead_d")}
     out["batch_expected"] = set(new) | set(open_ids[30:45])
     out["batch_published"] = _published(wh)
@@ -179,6 +191,7 @@ def runs(tmp_path_factory):
     out["retrained_scored"] = {m: _scored(wh, m) for m in ("lead_a", "lead_d")}
     out["promotion"] = promote(s, "lead_a", retrained.challenger_fit)
     out["promoted"] = run_build(s)
+    out["promoted_unit_tests"] = _unit_tests(s)
     out["promoted_scored"] = {m: _scored(wh, m) for m in ("lead_a", "lead_d")}
     out["population"] = {k for (k,) in query(wh, "select lead_id from published.call_list")}
     rollback(s, "lead_a")
@@ -247,3 +260,12 @@ def test_a_promotion_and_a_rollback_rescore_that_model_only(runs):
 
 def test_the_readers_copy_follows_each_incremental_publication(runs):
     assert runs["readers"] == [True, True, True]
+
+
+def test_unit_tests_rerun_only_when_the_sql_they_test_changed(runs):
+    # The batch runs the SQL the first build's unit tests passed on: they are left out.
+    assert runs["batch"]["unit_tests"] is False and runs["batch_unit_tests"] == []
+    assert runs["idle"]["unit_tests"] is False
+    # A promotion rewrites the score models: both rules are tested again, and pass.
+    assert runs["promoted"]["unit_tests"] is True
+    assert runs["promoted_unit_tests"] == ["score_bands_rule: pass", "winner_rule: pass"]
