@@ -131,8 +131,9 @@ def merge_scores(con: duckdb.DuckDBPyConnection, where: str | None, published: s
 
 
 def unit_tested(dbt_dir: Path, macro_dirs: list[Path]) -> str:
-    """The sha256 of everything the dbt unit tests depend on: the generated scoring models
-    and their yml (where the unit tests are declared), the macros, and the dbt and adapter
+    """The sha256 of everything a dbt unit test can depend on: every model and yml of the
+    project (the team's own unit tests included, not only mlsm's), its macros, its
+    dbt_project.yml and package pins, mlsm's macro package, and the dbt and adapter
     versions. Equal to the last publication's, the tests would run the same SQL on the same
     fixed rows again, so a build leaves them out (dbt's own advice: unit tests belong where
     the code changes, not in every production run)."""
@@ -142,8 +143,14 @@ def unit_tested(dbt_dir: Path, macro_dirs: list[Path]) -> str:
             h.update(f"{package}=={metadata.version(package)}\n".encode())
         except metadata.PackageNotFoundError:
             h.update(f"{package} absent\n".encode())
-    for base in [dbt_dir / "models" / "scores", dbt_dir / "macros", *macro_dirs]:
-        for f in sorted(p for p in base.rglob("*") if p.is_file()):
+    # Named relative to their base: a project moved elsewhere hashes the same.
+    files = [
+        (dbt_dir, dbt_dir / n) for n in ("dbt_project.yml", "packages.yml", "package-lock.yml")
+    ]
+    for base in [dbt_dir / "models", dbt_dir / "macros", *macro_dirs]:
+        files += [(base, p) for p in sorted(base.rglob("*")) if p.is_file()]
+    for base, f in files:
+        if f.is_file():
             h.update(f"{f.relative_to(base).as_posix()}\n".encode())
             h.update(f.read_bytes())
     return h.hexdigest()
