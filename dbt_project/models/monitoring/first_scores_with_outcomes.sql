@@ -11,6 +11,14 @@ scores as (
 
 ),
 
+outcomes as (
+
+    select lead_id as lead_id, cast(converted as integer) as outcome
+    from {{ ref('lead_features') }}
+    where converted is not null
+
+),
+
 firsts as (
 
     select
@@ -20,14 +28,7 @@ firsts as (
         ) as nth
     from scores
     where score is not null
-
-),
-
-outcomes as (
-
-    select lead_id as lead_id, cast(converted as integer) as outcome
-    from {{ ref('lead_features') }}
-    where converted is not null
+        and lead_id in (select lead_id from outcomes)
 
 ),
 

@@ -8,7 +8,7 @@ current_scorers as (
     select * from (values
         ('lead_extra_trees', 'champion', '90927a9ced5e5883b18aee14b38d74aace8c67522a1692b6851dacd63b22a39f'),
         ('lead_forest', 'champion', '49ac662e1a2dece181c34e93cc6a90accccf444bcc770a208c7d50e534ccb30d'),
-        ('lead_lgbm', 'champion', 'ad666fc6bbf04e71b9414761a5c5478fc0221f16559ca2720e386098ae9ad425'),
+        ('lead_lgbm', 'champion', '2f57cd7c933aa15dc6a9760ed72f29c2b7d24cb92029a54ff5b7f90623f73772'),
         ('lead_logreg', 'champion', '283691bb486aaaa8fe30d87500603ccb2a7a8c827927b59b074becc9c47ff3d0')
     ) as scorers (model_name, role, scorer_sha)
 

@@ -77,7 +77,8 @@ kept as (
         previous.reason_4,
         previous.reason_4_contribution,
         previous.percentile,
-        previous.decile
+        previous.decile,
+        previous.run_id
     from {{ previous }} as previous
     inner join {{ ref('score_plan') }} as plan
         on plan.model_name = previous.model_name and plan.role = previous.role
@@ -88,21 +89,16 @@ kept as (
                 where changed."lead_id" = previous."lead_id"
             ))
     {%- else %}
-    select * from fresh where false
+    select *, cast(null as varchar) as run_id from fresh where false
     {%- endif %}
 
 ),
 
 final as (
 
-    select
-        placed.*,
-        '{{ mlsm.run_id() }}' as run_id
-    from (
-        select * from fresh
-        union all
-        select * from kept
-    ) as placed
+    select fresh.*, '{{ mlsm.run_id() }}' as run_id from fresh
+    union all
+    select * from kept
 
 )
 
