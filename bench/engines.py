@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -109,11 +110,12 @@ def _rows_scored(root: Path, engine: str) -> int:
 
 
 def _dbt_seconds(output: str) -> float:
-    """dbt's wall time as `mlsm build` prints it: `dbt: ... (12.3 s)`."""
+    """dbt's wall time as `mlsm build` prints it: `dbt: ... (12.3 s)`, perhaps followed by
+    `; unit tests not rerun ...`."""
     for line in output.splitlines():
-        line = line.strip()
-        if line.startswith("dbt:") and line.endswith(" s)"):
-            return float(line.rsplit("(", 1)[1].split()[0])
+        m = re.match(r"\s*dbt: .*?\((\d+(?:\.\d+)?) s\)", line)
+        if m:
+            return float(m.group(1))
     return float("nan")
 
 
