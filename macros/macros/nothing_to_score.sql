@@ -4,7 +4,7 @@
     running its SQL, which DuckDB would plan in full even for no input (0.1-1.2 s a model).
     False while dbt parses, on --full-refresh, and when the model has no table yet. -#}
 {% macro nothing_to_score(changes, model_name, role) -%}
-    {%- if not execute or var('mlsm_full_refresh', false) -%}
+    {%- if not execute or mlsm.full_refresh() -%}
         {{ return(false) }}
     {%- endif -%}
     {%- if adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier) is none -%}

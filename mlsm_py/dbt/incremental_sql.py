@@ -22,7 +22,7 @@ from mlsm_py.dbt.common import identifier as _q
 
 STATE = "mlsm_state"
 PLAN = "score_plan"
-FULL = "var('mlsm_full_refresh', false)"
+FULL = "mlsm.full_refresh()"  # macros/macros/full_refresh.sql
 
 
 def changes_name(relation: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsm_py.dbt import failures
-from mlsm_py.dbt.common import RUN_ID_ENV
+from mlsm_py.dbt.common import FULL_REFRESH_ENV, RUN_ID_ENV
 from mlsm_py.errors import BuildError
 
 
@@ -50,7 +50,11 @@ def macro_package() -> Path:
 
 
 def run(
-    ctx: DbtContext, args: list[str], variables: dict | None = None, run_id: str | None = None
+    ctx: DbtContext,
+    args: list[str],
+    variables: dict | None = None,
+    run_id: str | None = None,
+    full_refresh: bool = False,
 ) -> BuildOutcome:
     env = {
         "MLSM_WAREHOUSE": str(Path(ctx.warehouse).resolve()),
@@ -58,6 +62,8 @@ def run(
         "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1"),
         # Read by mlsm.run_id() when a node runs; empty: dbt's own invocation id.
         RUN_ID_ENV: run_id or "",
+        # Read by mlsm.full_refresh() when a node runs (a var would cost two re-parses).
+        FULL_REFRESH_ENV: "1" if full_refresh else "",
     }
     with environment(env):
         return _invoke(ctx, args, variables)
@@ -122,6 +128,7 @@ def build(
     variables: dict | None = None,
     run_id: str | None = None,
     unit_tests: bool = True,
+    full_refresh: bool = False,
 ) -> BuildOutcome:
     """`dbt build`; raises BuildError naming each failing check. A failing check skips every
     model downstream of it. `unit_tests` False leaves dbt's unit tests out."""
@@ -130,7 +137,7 @@ def build(
     args = ["build"] + (["--select", *select, "--indirect-selection", "cautious"] if select else [])
     if not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
-    outcome = run(ctx, args, variables, run_id)
+    outcome = run(ctx, args, variables, run_id, full_refresh)
     if not outcome.success:
         listed = "\n  - ".join(outcome.failures) or "(see the dbt log)"
         err = BuildError(f"dbt build failed; nothing new was published.\n  - {listed}")

@@ -188,10 +188,9 @@ def build(
         unit_tests = full or state.unit_tests_passed(con) != tested
     t0 = time.perf_counter()
     try:
-        # A full refresh is a dbt var (a rare run may re-parse); the run id is not (a new id
-        # each run would make dbt re-parse the whole project every time).
-        variables = {"mlsm_full_refresh": True} if full else None
-        outcome = runner.build(s.dbt, variables=variables, run_id=run_id, unit_tests=unit_tests)
+        # Neither the run id nor a full refresh is a dbt var: a var that differs from the
+        # last run's makes dbt re-parse the whole project (decision 0026).
+        outcome = runner.build(s.dbt, run_id=run_id, unit_tests=unit_tests, full_refresh=full)
     except BuildError as e:
         record_failure(s, run_id, command, started, e)
         raise

@@ -200,6 +200,12 @@ def runs(tmp_path_factory):
     out["rolled_back_published"] = _published(wh)
     out["readers"].append(_readers_agree(wh))
     out["final_full"] = _full_refresh(s, root / "full_2")
+    # The next build on that copy: a full refresh must not cost it a re-parse of the project.
+    s3 = session(root / "full_2", s.defs, dbt_dir=root / "full_2" / "dbt_project")
+    log = s3.project.logs_dir / "dbt.log"
+    before = log.read_text().count("Unable to do partial parsing")
+    run_build(s3)
+    out["reparsed_after_full"] = log.read_text().count("Unable to do partial parsing") - before
     return out
 
 
@@ -269,3 +275,9 @@ def test_unit_tests_rerun_only_when_the_sql_they_test_changed(runs):
     # A promotion rewrites the score models: both rules are tested again, and pass.
     assert runs["promoted"]["unit_tests"] is True
     assert runs["promoted_unit_tests"] == ["score_bands_rule: pass", "winner_rule: pass"]
+
+
+def test_a_full_refresh_costs_the_next_build_no_reparse(runs):
+    # A --vars flag that differed from the last run's made dbt re-parse the whole project
+    # after every full refresh; mlsm.full_refresh() reads an environment variable instead.
+    assert runs["reparsed_after_full"] == 0

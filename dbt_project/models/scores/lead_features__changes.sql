@@ -14,7 +14,7 @@ published_rows as (
 
     select "lead_id", row_hash
     from {{ source('mlsm_state', 'lead_features__rows') }}
-    {%- if var('mlsm_full_refresh', false) %}
+    {%- if mlsm.full_refresh() %}
     where false
     {%- endif %}
 

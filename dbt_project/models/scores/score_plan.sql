@@ -26,7 +26,7 @@ final as (
         current_scorers.model_name,
         current_scorers.role,
         current_scorers.scorer_sha,
-        {{ 'true' if var('mlsm_full_refresh', false) else 'published_scorers.scorer_sha is null' }} as rescore_all
+        {{ 'true' if mlsm.full_refresh() else 'published_scorers.scorer_sha is null' }} as rescore_all
     from current_scorers
     left join published_scorers
         on published_scorers.model_name = current_scorers.model_name
