@@ -5,7 +5,7 @@ scorers            the sha256 of each scorer's generated SQL (model, role)
 <relation>__rows   the fingerprint of each feature row
 unit_tests         the sha256 of what the dbt unit tests ran on (`unit_tested`)
 
-Publication rewrites both inside its transaction, so they always describe the published
+Publication rewrites them inside its transaction, so they always describe the published
 tables: a failed build changes nothing here, and the next build sees the same changes again.
 """
 
@@ -143,15 +143,15 @@ def unit_tested(dbt_dir: Path, macro_dirs: list[Path]) -> str:
             h.update(f"{package}=={metadata.version(package)}\n".encode())
         except metadata.PackageNotFoundError:
             h.update(f"{package} absent\n".encode())
-    # Named relative to their base: a project moved elsewhere hashes the same.
-    files = [
-        (dbt_dir, dbt_dir / n) for n in ("dbt_project.yml", "packages.yml", "package-lock.yml")
-    ]
-    for base in [dbt_dir / "models", dbt_dir / "macros", *macro_dirs]:
-        files += [(base, p) for p in sorted(base.rglob("*")) if p.is_file()]
-    for base, f in files:
+    # Named by their base's place in this list and their path below it: a project moved
+    # elsewhere hashes the same, and a file moved from models/ to macros/ does not.
+    bases = [dbt_dir, dbt_dir / "models", dbt_dir / "macros", *macro_dirs]
+    files = [(0, dbt_dir / n) for n in ("dbt_project.yml", "packages.yml", "package-lock.yml")]
+    for i, base in enumerate(bases[1:], 1):
+        files += [(i, p) for p in sorted(base.rglob("*")) if p.is_file()]
+    for i, f in files:
         if f.is_file():
-            h.update(f"{f.relative_to(base).as_posix()}\n".encode())
+            h.update(f"{i}:{f.relative_to(bases[i]).as_posix()}\n".encode())
             h.update(f.read_bytes())
     return h.hexdigest()
 

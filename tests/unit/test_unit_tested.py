@@ -48,3 +48,15 @@ def test_a_change_anywhere_in_models_macros_or_the_package_changes_it(tmp_path):
         assert unit_tested(root, [package]) != before, f
         f.write_text(old)
         assert unit_tested(root, [package]) == before, f
+
+
+def test_a_file_moved_between_models_and_macros_changes_it(tmp_path):
+    # The last file below models/ becomes the first below macros/, under the same name: the
+    # bytes hashed in order are the same unless each file says which base it is under.
+    root = tmp_path / "p"
+    (root / "models").mkdir(parents=True)
+    (root / "macros").mkdir()
+    (root / "models" / "same.sql").write_text("{% macro same() %}2{% endmacro %}\n")
+    before = unit_tested(root, [])
+    shutil.move(root / "models" / "same.sql", root / "macros" / "same.sql")
+    assert unit_tested(root, []) != before
