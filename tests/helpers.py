@@ -60,6 +60,15 @@ def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
         con.close()
 
 
+def run_counts(warehouse: Path, table: str = "scores") -> list[tuple]:
+    """(run_id, rows) of a published table, ordered: a table an incremental build merged holds
+    the runs that scored its rows, so "nothing was published" compares these."""
+    return query(
+        warehouse,
+        f"select run_id, count(*) from published.{table} group by run_id order by run_id",
+    )
+
+
 def champions(warehouse: Path) -> dict[str, tuple[dict, object]]:
     """{model: (fit row, loaded estimator)} for every champion in the registry."""
     from mlsm_py.registry import artifacts, store

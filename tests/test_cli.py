@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mlsm_py import cli
-from tests.helpers import demo_project, mlsm, query
+from tests.helpers import demo_project, mlsm, query, run_counts
 
 pytestmark = pytest.mark.dbt
 
@@ -197,9 +197,7 @@ def test_an_open_reader_is_named_before_anything_runs(demo):
 
     root, _ = demo
     wh = root / "warehouse" / "mlsm.duckdb"
-    before = query(
-        wh, "select run_id, count(*) from published.scores group by run_id order by run_id"
-    )
+    before = run_counts(wh)
     code = (
         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
         "print('open', flush=True); time.sleep(120)"
@@ -216,10 +214,7 @@ def test_an_open_reader_is_named_before_anything_runs(demo):
     assert out.returncode == 1
     assert f"is open by process {reader.pid}" in out.stderr and "nothing was run" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    assert (
-        query(wh, "select run_id, count(*) from published.scores group by run_id order by run_id")
-        == before
-    )
+    assert run_counts(wh) == before
 
 
 def test_a_mistyped_warehouse_is_not_created(demo, tmp_path):

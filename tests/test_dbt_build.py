@@ -20,7 +20,7 @@ from mlsm_py.registry import store
 from mlsm_py.spec import METRIC_DIRECTIONS, SummaryModel
 from mlsm_py.train.summary import Bands, pick, place
 from models_py import PROJECT
-from tests.helpers import build_project, load, published_vs_library, query, session
+from tests.helpers import build_project, load, published_vs_library, query, run_counts, session
 
 pytestmark = pytest.mark.dbt
 ROWS = 4000
@@ -342,12 +342,8 @@ CORRUPTIONS = [
 def test_every_bad_input_is_reported_at_once_and_nothing_is_published(built):
     s, _ = built
     wh = s.project.warehouse
-    before = query(
-        wh, "select run_id, count(*) from published.scores group by run_id order by run_id"
-    )
-    before_w = query(
-        wh, "select run_id, count(*) from published.winners group by run_id order by run_id"
-    )
+    before = run_counts(wh)
+    before_w = run_counts(wh, "winners")
     con = duckdb.connect(str(wh))
     for update, *_ in CORRUPTIONS:
         con.execute(f"update raw.leads set {update}")
@@ -363,14 +359,8 @@ def test_every_bad_input_is_reported_at_once_and_nothing_is_published(built):
             assert f"e.g. {value}" in line, line
         assert line.endswith(f"({keys})"), line
     # Nothing was published: same run, same rows; the failure is in the publication log.
-    assert (
-        query(wh, "select run_id, count(*) from published.scores group by run_id order by run_id")
-        == before
-    )
-    assert (
-        query(wh, "select run_id, count(*) from published.winners group by run_id order by run_id")
-        == before_w
-    )
+    assert run_counts(wh) == before
+    assert run_counts(wh, "winners") == before_w
     failed = query(wh, "select failed_checks from mlsm_registry.builds where status = 'failed'")
     assert failed and all(c[1] in failed[-1][0] for c in CORRUPTIONS)
     # Repair the data from a fresh copy: the next build publishes a new run.
@@ -385,9 +375,7 @@ def test_text_in_a_number_column_is_a_contract_failure(built):
     and the value, and staging is skipped instead of failing with a cast error."""
     s, _ = built
     wh = s.project.warehouse
-    before = query(
-        wh, "select run_id, count(*) from published.scores group by run_id order by run_id"
-    )
+    before = run_counts(wh)
     con = duckdb.connect(str(wh))
     con.execute(
         "create or replace table raw.leads as select * replace (case when lead_id = 21 "
@@ -400,10 +388,7 @@ def test_text_in_a_number_column_is_a_contract_failure(built):
     assert "raw.leads.visits: 1 rows break the rule" in text, text
     assert "visits must be readable as integer" in text and "e.g. 'twelve'" in text
     assert "Conversion Error" not in text
-    assert (
-        query(wh, "select run_id, count(*) from published.scores group by run_id order by run_id")
-        == before
-    )
+    assert run_counts(wh) == before
     load(wh, generate_leads(ROWS, seed=3))
     run_build(s)
 

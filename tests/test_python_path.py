@@ -21,7 +21,7 @@ from mlsm_py.registry import artifacts
 from mlsm_py.spec import Definitions
 from models_py import MODELS, SUMMARIES
 from models_py.leads import _columns
-from tests.helpers import build_project, champions, published_vs_library, query, session
+from tests.helpers import build_project, champions, published_vs_library, query, run_counts, session
 
 pytestmark = pytest.mark.dbt
 ROWS = 3000
@@ -146,9 +146,7 @@ def test_python_path_passed_the_parity_gate(built):
 def test_tampered_artifact_is_refused_and_nothing_is_published(built):
     s, _ = built
     wh = s.project.warehouse
-    before = query(
-        wh, "select run_id, count(*) from published.scores group by run_id order by run_id"
-    )
+    before = run_counts(wh)
     row, _ = champions(wh)["lead_knn"]
     path = artifacts.resolve(wh, row["artifact_path"])
     original = path.read_bytes()
@@ -158,12 +156,7 @@ def test_tampered_artifact_is_refused_and_nothing_is_published(built):
             run_build(s)
         assert "score__lead_knn" in str(err.value)
         assert "was altered" in str(err.value) and "refusing to load" in str(err.value)
-        assert (
-            query(
-                wh, "select run_id, count(*) from published.scores group by run_id order by run_id"
-            )
-            == before
-        )
+        assert run_counts(wh) == before
     finally:
         path.write_bytes(original)
 

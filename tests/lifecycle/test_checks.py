@@ -16,7 +16,7 @@ from mlsm_py.demo.data import generate_leads
 from mlsm_py.errors import BuildError
 from mlsm_py.flow.build import run_build
 from mlsm_py.spec import Checks, Definitions
-from tests.helpers import build_project, load, query, session
+from tests.helpers import build_project, load, query, run_counts, session
 from tests.lifecycle_defs import make
 
 pytestmark = pytest.mark.dbt
@@ -147,7 +147,7 @@ def test_a_moderate_shift_warns_and_publishes(project):
 
 def test_a_strong_shift_stops_publication(project):
     wh = project.project.warehouse
-    before = query(wh, "select run_id, count(*) from published.scores group by 1 order by 1")
+    before = run_counts(wh)
     _update(wh, _shift_until(wh, "lead_a", "visits", 0.3, 5.0))
     _update(wh, "update raw.leads set country = 'zz' where lead_id % 9 = 0")
     with pytest.raises(BuildError) as err:
@@ -155,9 +155,7 @@ def test_a_strong_shift_stops_publication(project):
     line = next(ln for ln in str(err.value).splitlines() if "input_drift__error" in ln)
     assert "visits PSI" in line and "error at 0.25) for lead_a" in line, line
     assert "country PSI" in line and "unseen levels" in line, line
-    assert (
-        query(wh, "select run_id, count(*) from published.scores group by 1 order by 1") == before
-    )
+    assert run_counts(wh) == before
     unseen = query(
         wh,
         "select unseen_share from audit.input_drift where model_name = 'lead_a' "

@@ -19,7 +19,7 @@ from mlsm_py.flow.aliases import promote, rollback, status
 from mlsm_py.flow.build import run_build
 from mlsm_py.flow.lifecycle import run_retrain, run_train
 from mlsm_py.frames import model_frame
-from tests.helpers import champions, load, one_champion_each, query, session
+from tests.helpers import champions, load, one_champion_each, query, run_counts, session
 from tests.lifecycle_defs import make
 
 pytestmark = pytest.mark.dbt
@@ -210,9 +210,7 @@ def test_unregistered_fit_fails_the_build_and_publishes_nothing(lifecycle):
     `mlsm build` rewrites the file from the registry and publishes again."""
     s = lifecycle
     wh = s.project.warehouse
-    before = query(
-        wh, "select run_id, count(*) from published.scores group by run_id order by run_id"
-    )
+    before = run_counts(wh)
     path = s.project.dbt_dir / "models" / "scores" / "score__lead_a.sql"
     original = path.read_text()
     fit_id = _champion(wh)
@@ -220,10 +218,7 @@ def test_unregistered_fit_fails_the_build_and_publishes_nothing(lifecycle):
     with pytest.raises(BuildError) as err:
         runner.build(s.dbt)
     assert "score__lead_a__fit_is_registered_champion" in str(err.value)
-    assert (
-        query(wh, "select run_id, count(*) from published.scores group by run_id order by run_id")
-        == before
-    )
+    assert run_counts(wh) == before
     run_build(s)
     assert path.read_text() == original
     assert {r[2] for r in _published(wh)} == {fit_id}
@@ -250,9 +245,7 @@ def test_hand_edited_generated_model_fails_the_build(lifecycle):
     recorded when it wrote it, so a hand edit (or a stale copy) is refused too."""
     s = lifecycle
     wh = s.project.warehouse
-    before = query(
-        wh, "select run_id, count(*) from published.scores group by run_id order by run_id"
-    )
+    before = run_counts(wh)
     path = s.project.dbt_dir / "models" / "scores" / "score__lead_a.sql"
     original = path.read_text()
     path.write_text(
@@ -264,9 +257,6 @@ def test_hand_edited_generated_model_fails_the_build(lifecycle):
     with pytest.raises(BuildError) as err:
         runner.build(s.dbt)
     assert "score__lead_a__fit_is_registered_champion" in str(err.value)
-    assert (
-        query(wh, "select run_id, count(*) from published.scores group by run_id order by run_id")
-        == before
-    )
+    assert run_counts(wh) == before
     run_build(s)  # rewritten from the registry, published again
     assert path.read_text() == original

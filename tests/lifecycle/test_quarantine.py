@@ -16,7 +16,7 @@ from mlsm_py.errors import BuildError
 from mlsm_py.flow.build import run_build
 from mlsm_py.spec import Definitions, Field
 from models_py.leads import CHANNELS, COUNTRIES
-from tests.helpers import build_project, query, session
+from tests.helpers import build_project, query, run_counts, session
 from tests.lifecycle_defs import make
 
 pytestmark = pytest.mark.dbt
@@ -90,15 +90,10 @@ def test_quarantine_under_and_over_its_limit(tmp_path):
     # An unknown country passes: the encoder ignores it and the lead is scored.
     assert odd_country in scored
     # Over the limit: the build fails, names the share, and publishes nothing.
-    before = query(
-        wh, "select run_id, count(*) from published.scores group by run_id order by run_id"
-    )
+    before = run_counts(wh)
     _corrupt(wh, "update raw.leads set visits = -3 where lead_id % 16 = 0")  # 6.25%
     with pytest.raises(BuildError) as err:
         run_build(s)
     line = next(ln for ln in str(err.value).splitlines() if "quarantine__lead_features" in ln)
     assert "at most 5.0% of the rows may be quarantined for visits" in line, line
-    assert (
-        query(wh, "select run_id, count(*) from published.scores group by run_id order by run_id")
-        == before
-    )
+    assert run_counts(wh) == before
